@@ -1,0 +1,3 @@
+//! Client side of barrierd: the published file's layout.
+
+pub mod layout;

@@ -1,0 +1,183 @@
+//! barrierd-helper: the privileged half of barrierd.
+//!
+//! `barrierd` starts it with a SOCK_SEQPACKET socket on fd 3 and raw
+//! tracepoint names as arguments. It loads and attaches bpf/barrierd.bpf.c,
+//! says hello, locks itself under its seccomp policy (src/policy.rs) and then
+//! for ever: sleeps until a CPU that may hold the minimum back signals, reads
+//! every CPU's timestamp, sends a snapshot. It reads nothing from the
+//! publisher and exits (status 0) when the publisher hangs up.
+//!
+//! Exit status: 0 publisher gone; 1 setup or runtime error; 2 bad arguments.
+
+#![deny(unsafe_code)]
+
+mod policy;
+mod skel;
+mod timestamps;
+
+use std::borrow::Cow;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::process::ExitCode;
+use std::{env, io};
+
+use barrierd_privsep::ipc::{HelperEnd, HelperMessage, IpcError, MAX_CPUS, PROTOCOL_VERSION};
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::RingBufferBuilder;
+
+use crate::timestamps::Timestamps;
+
+/// Where `barrierd` puts the helper's end of the socketpair.
+const SOCKET_FD: RawFd = 3;
+
+#[derive(Debug, thiserror::Error)]
+enum Error {
+    #[error("usage: barrierd-helper TRACEPOINT... (started by barrierd, socket on fd 3)")]
+    Usage,
+    #[error("invalid raw tracepoint name {0:?}: expected [a-z0-9_]+")]
+    BadName(String),
+    #[error("fd {SOCKET_FD} is not the socket barrierd passes: {0}")]
+    Socket(#[source] IpcError),
+    #[error("reading the possible CPUs: {0}")]
+    PossibleCpus(#[source] io::Error),
+    #[error("{0} possible CPUs exceed the supported {MAX_CPUS}")]
+    TooManyCpus(usize),
+    #[error("{what}: {source}")]
+    Bpf {
+        what: String,
+        #[source]
+        source: libbpf_rs::Error,
+    },
+    #[error("the BPF program's .bss is not memory-mapped (kernel too old?)")]
+    BssNotMapped,
+    #[error("epoll: {0}")]
+    Epoll(#[source] io::Error),
+    #[error("sending to the publisher: {0}")]
+    Send(#[source] IpcError),
+    #[error("seccomp: {0}")]
+    Seccomp(#[from] barrierd_privsep::seccomp::SeccompError),
+}
+
+impl Error {
+    fn exit_code(&self) -> ExitCode {
+        ExitCode::from(match self {
+            Error::Usage | Error::BadName(_) => 2,
+            _ => 1,
+        })
+    }
+}
+
+fn bpf(what: impl Into<String>) -> impl FnOnce(libbpf_rs::Error) -> Error {
+    let what = what.into();
+    move |source| Error::Bpf { what, source }
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("barrierd-helper: {error}");
+            error.exit_code()
+        }
+    }
+}
+
+fn run() -> Result<(), Error> {
+    // Ctrl-C and `systemctl stop` signal the whole group: the publisher alone
+    // decides when to stop, and we follow when it hangs up.
+    policy::ignore_stop_signals();
+    let tracepoints: Vec<String> = env::args().skip(1).collect();
+    if tracepoints.is_empty() {
+        return Err(Error::Usage);
+    }
+    if let Some(bad) = tracepoints
+        .iter()
+        .find(|name| !is_raw_tracepoint_name(name))
+    {
+        return Err(Error::BadName(bad.clone()));
+    }
+    let socket = policy::inherited_socket(SOCKET_FD);
+    let mut publisher = HelperEnd::new(socket).map_err(Error::Socket)?;
+
+    let ncpu = barrierd_privsep::cpus::possible_cpus().map_err(Error::PossibleCpus)?;
+    if ncpu > MAX_CPUS {
+        return Err(Error::TooManyCpus(ncpu));
+    }
+    let mut storage = MaybeUninit::uninit();
+    let open = skel::BarrierdSkelBuilder::default()
+        .open(&mut storage)
+        .map_err(bpf("opening the BPF object"))?;
+    let mut skel = open.load().map_err(bpf("loading the BPF program"))?;
+    let _links = tracepoints
+        .iter()
+        .map(|name| {
+            skel.progs
+                .on_kernel_entry
+                .attach_raw_tracepoint(name)
+                .map_err(bpf(format!("attaching to raw tracepoint {name:?}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let bss = skel.maps.bss_data.take().ok_or(Error::BssNotMapped)?;
+    let mut timestamps = Timestamps::new(bss, ncpu);
+    let mut ring = RingBufferBuilder::new();
+    ring.add(&skel.maps.wakeups, |_| 0)
+        .map_err(bpf("adding the wake-up ring buffer"))?;
+    let ring = ring.build().map_err(bpf("building the ring buffer"))?;
+    // One epoll set for both reasons to wake: the ring buffer's own epoll fd
+    // (readable when BPF signalled) and the socket (EPOLLHUP when the
+    // publisher is gone, reported without asking).
+    let epoll = policy::epoll_with(ring.epoll_fd(), SOCKET_FD).map_err(Error::Epoll)?;
+
+    publisher
+        .send(&HelperMessage::Hello {
+            protocol: PROTOCOL_VERSION,
+            ncpu: ncpu as u32,
+        })
+        .map_err(Error::Send)?;
+    barrierd_privsep::seccomp::install(
+        "barrierd-helper",
+        &policy::steady_state(SOCKET_FD, epoll.as_raw_fd()),
+    )?;
+
+    let mut last_ns = Vec::with_capacity(ncpu);
+    loop {
+        timestamps.settle(&mut last_ns);
+        match publisher.send(&HelperMessage::Snapshot {
+            last_ns: Cow::Borrowed(&last_ns),
+        }) {
+            Ok(()) => {}
+            Err(IpcError::Io(e)) if e.raw_os_error() == Some(libc::EPIPE) => break,
+            Err(e) => return Err(Error::Send(e)),
+        }
+        if policy::wait(epoll.as_fd(), SOCKET_FD).map_err(Error::Epoll)? {
+            break;
+        }
+        // Only advances the consumer position (plain memory, no syscall), so
+        // that BPF's next record wakes us again.
+        ring.consume().map_err(bpf("consuming the ring buffer"))?;
+    }
+    policy::exit_now(0)
+}
+
+fn is_raw_tracepoint_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_tracepoint_names() {
+        assert!(is_raw_tracepoint_name("sched_switch"));
+        assert!(is_raw_tracepoint_name("local_timer_entry"));
+        assert!(!is_raw_tracepoint_name(""));
+        assert!(!is_raw_tracepoint_name("sched/sched_switch"));
+        assert!(!is_raw_tracepoint_name("../x"));
+        assert!(!is_raw_tracepoint_name(&"a".repeat(65)));
+    }
+}

@@ -1,0 +1,116 @@
+//! The helper's system-facing policy: its steady-state seccomp table, and the
+//! few raw calls its loop makes (the table must cover exactly these).
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use barrierd_privsep::seccomp::{Allow, Arg};
+
+/// Every system call the helper may make once set up: nothing that opens,
+/// maps, loads or attaches. Anything else kills it by SIGSYS, named.
+pub fn steady_state(socket: RawFd, epoll: RawFd) -> Vec<Allow> {
+    let fd = |fd: RawFd| Arg::Eq(0, fd as u64);
+    vec![
+        // Sleep until BPF signals or the publisher hangs up (see `wait`).
+        Allow::when("epoll_wait", [fd(epoll)]),
+        // Snapshots to the publisher; MSG_NOSIGNAL so a gone peer is EPIPE.
+        Allow::when(
+            "sendto",
+            [fd(socket), Arg::Eq(3, libc::MSG_NOSIGNAL as u64)],
+        ),
+        // Error messages and the SIGSYS reporter, to stderr only.
+        Allow::when("write", [fd(2)]),
+        // Rust's std locks (stderr) use private futexes if ever contended.
+        Allow::when(
+            "futex",
+            [Arg::Eq(
+                1,
+                (libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG) as u64,
+            )],
+        ),
+        Allow::when(
+            "futex",
+            [Arg::Eq(
+                1,
+                (libc::FUTEX_WAIT_BITSET | libc::FUTEX_PRIVATE_FLAG) as u64,
+            )],
+        ),
+        // A signal interrupting epoll_wait may restart it.
+        Allow::any("restart_syscall"),
+        // Leaving: the publisher is gone or an error was reported.
+        Allow::any("exit_group"),
+    ]
+}
+
+/// Takes ownership of the socket `barrierd` left at `fd`.
+pub fn inherited_socket(fd: RawFd) -> OwnedFd {
+    // SAFETY: barrierd starts us with its end of the socketpair at `fd` and
+    // nothing else in this process uses that number; HelperEnd::new then
+    // checks that it is a SOCK_SEQPACKET socket.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+pub fn ignore_stop_signals() {
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: SIG_IGN is a valid disposition for these signals.
+        unsafe { libc::signal(signal, libc::SIG_IGN) };
+    }
+}
+
+/// An epoll set with `readable` registered for input and `hangup` for
+/// nothing: hang-ups and errors are reported without asking (its input side is
+/// shut down, so asking for input would wake us for ever). Each event carries
+/// its fd.
+pub fn epoll_with(readable: RawFd, hangup: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall; the result is checked before use.
+    let raw = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: epoll_create1 returned a new descriptor that we now own.
+    let epoll = unsafe { OwnedFd::from_raw_fd(raw) };
+    for (fd, events) in [(readable, libc::EPOLLIN as u32), (hangup, 0)] {
+        let mut event = libc::epoll_event {
+            events,
+            u64: fd as u64,
+        };
+        // SAFETY: `event` is a valid epoll_event for the call's duration.
+        if unsafe { libc::epoll_ctl(raw, libc::EPOLL_CTL_ADD, fd, &mut event) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(epoll)
+}
+
+/// Sleeps until an event; true when the socket reported a hang-up or error.
+pub fn wait(epoll: BorrowedFd<'_>, socket: RawFd) -> io::Result<bool> {
+    let mut events = [libc::epoll_event { events: 0, u64: 0 }; 2];
+    loop {
+        // SAFETY: `events` is valid for writes of its length.
+        let n = unsafe {
+            libc::epoll_wait(
+                epoll.as_raw_fd(),
+                events.as_mut_ptr(),
+                events.len() as i32,
+                -1,
+            )
+        };
+        if n >= 0 {
+            return Ok(events[..n as usize].iter().any(|e| e.u64 == socket as u64));
+        }
+        let error = io::Error::last_os_error();
+        if error.kind() != io::ErrorKind::Interrupted {
+            return Err(error);
+        }
+    }
+}
+
+/// Leaves at once: no destructors, no std runtime cleanup (which would call
+/// sigaltstack and munmap, outside the policy). Detaching is the kernel's job
+/// when our descriptors close.
+pub fn exit_now(status: i32) -> ! {
+    // SAFETY: _exit is always safe to call; nothing needs flushing (stderr is
+    // unbuffered and all messages are sent).
+    unsafe { libc::_exit(status) }
+}

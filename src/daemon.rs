@@ -1,0 +1,312 @@
+//! The daemon's life: set up as root, start the helper, confine ourselves,
+//! then publish the helper's snapshots until a stop signal or a failure.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd};
+use std::path::PathBuf;
+use std::process::{Child, ExitStatus};
+use std::sync::atomic::{fence, Ordering};
+use std::time::Instant;
+
+use barrierd_client::layout::{self, word};
+use barrierd_privsep::ipc::{self, HelperMessage, IpcError, PublisherEnd, PROTOCOL_VERSION};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use tracing::{debug, info};
+
+use crate::launch::{self, LaunchError};
+use crate::published::{monotonic_ns, FileError, PublishedFile};
+use crate::sandbox::{self, Account, SandboxError};
+use crate::update::{Pass, ProtocolError, State};
+
+pub struct Config {
+    pub path: PathBuf,
+    /// Raw tracepoint names.
+    pub tracepoints: Vec<String>,
+    pub account: Account,
+    pub helper: PathBuf,
+    pub force: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error("reading the possible CPUs: {0}")]
+    PossibleCpus(#[source] io::Error),
+    #[error("{0} possible CPUs exceed the supported {max}", max = ipc::MAX_CPUS)]
+    TooManyCpus(usize),
+    #[error("creating the helper socketpair: {0}")]
+    Socketpair(#[source] io::Error),
+    #[error("helper socket: {0}")]
+    Socket(#[source] IpcError),
+    #[error(transparent)]
+    Launch(#[from] LaunchError),
+    #[error("stop signals: {0}")]
+    Signals(#[source] nix::Error),
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    #[error("the helper failed during setup ({0}); its message is above")]
+    HelperSetup(ExitStatus),
+    #[error("the helper exited unexpectedly ({0})")]
+    HelperDied(ExitStatus),
+    #[error("waiting for the helper: {0}")]
+    Wait(#[source] io::Error),
+    #[error("protocol violation by the helper: {0}")]
+    Protocol(#[from] Violation),
+    #[error("receiving from the helper: {0}")]
+    Receive(#[source] IpcError),
+    #[error("poll: {0}")]
+    Poll(#[source] nix::Error),
+}
+
+impl DaemonError {
+    /// Documented in `barrierd --help`.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            DaemonError::File(FileError::Locked(_)) => 3,
+            DaemonError::HelperDied(_)
+            | DaemonError::Protocol(_)
+            | DaemonError::Receive(_)
+            | DaemonError::Wait(_)
+            | DaemonError::Poll(_) => 4,
+            _ => 1,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Violation {
+    #[error("first message was not a hello")]
+    NoHello,
+    #[error("a second hello")]
+    RepeatedHello,
+    #[error("protocol version {0}, expected {PROTOCOL_VERSION}")]
+    Version(u32),
+    #[error("helper counts {helper} CPUs, the publisher {publisher}")]
+    CpuCount { helper: u32, publisher: usize },
+    #[error(transparent)]
+    Snapshot(#[from] ProtocolError),
+}
+
+/// How the daemon stopped when it stopped cleanly.
+pub struct Stopped(pub Signal);
+
+pub fn run(config: Config) -> Result<Stopped, DaemonError> {
+    // Blocked before the helper exists, so that no stop signal is lost or
+    // kills us half set up: it waits in the signalfd until the loop reads it.
+    let stop_signals: SigSet = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP]
+        .into_iter()
+        .collect();
+    stop_signals.thread_block().map_err(DaemonError::Signals)?;
+    let signals = SignalFd::with_flags(
+        &stop_signals,
+        SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK,
+    )
+    .map_err(DaemonError::Signals)?;
+
+    let ncpu = barrierd_privsep::cpus::possible_cpus().map_err(DaemonError::PossibleCpus)?;
+    if ncpu > ipc::MAX_CPUS {
+        return Err(DaemonError::TooManyCpus(ncpu));
+    }
+    info!(
+        "Acquiring exclusive lock on {}.",
+        crate::published::lock_path(&config.path).display()
+    );
+    let (file, previous) = PublishedFile::open(&config.path, ncpu, config.force)?;
+
+    let (helper_end, publisher_end) = ipc::socketpair().map_err(DaemonError::Socketpair)?;
+    let socket = PublisherEnd::new(publisher_end).map_err(DaemonError::Socket)?;
+    for name in &config.tracepoints {
+        info!("Attaching to raw tracepoint {name}.");
+    }
+    let helper = launch::spawn(&config.helper, &config.tracepoints, helper_end)?;
+    file.store(word::GENERATION, previous.generation + 1);
+    file.store(word::DAEMON_PID, u64::from(std::process::id()));
+
+    sandbox::drop_privileges(&config.account)?;
+    sandbox::restrict_access()?;
+    sandbox::lock_down(socket.as_fd().as_raw_fd(), signals.as_fd().as_raw_fd())?;
+    debug!(
+        "Publisher confined as {} (uid {}).",
+        config.account.name, config.account.uid
+    );
+
+    let publisher = Publisher {
+        file,
+        state: State::new(previous.per_cpu, previous.vtime),
+        running: false,
+    };
+    publisher.serve(socket, signals, helper)
+}
+
+struct Publisher {
+    file: PublishedFile,
+    state: State,
+    running: bool,
+}
+
+impl Publisher {
+    fn serve(
+        mut self,
+        mut socket: PublisherEnd,
+        signals: SignalFd,
+        mut helper: Child,
+    ) -> Result<Stopped, DaemonError> {
+        let mut hello_seen = false;
+        loop {
+            debug!("Sleep at: {}.", monotonic_ns());
+            let slept = Instant::now();
+            let mut fds = [
+                PollFd::new(socket.as_fd(), PollFlags::POLLIN),
+                PollFd::new(signals.as_fd(), PollFlags::POLLIN),
+            ];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) | Err(nix::Error::EINTR) => {}
+                Err(e) => return Err(self.fail(DaemonError::Poll(e), socket, &mut helper)),
+            }
+            debug!("Woke after {:.3} ms.", slept.elapsed().as_secs_f64() * 1e3);
+            let [socket_ready, signal_ready] =
+                fds.map(|fd| !fd.revents().unwrap_or(PollFlags::empty()).is_empty());
+
+            if signal_ready {
+                if let Ok(Some(info)) = signals.read_signal() {
+                    let signal = Signal::try_from(info.ssi_signo as i32).unwrap_or(Signal::SIGTERM);
+                    info!("Stopping on {signal}.");
+                    self.mark_stopped();
+                    drop(socket);
+                    let status = helper.wait().map_err(DaemonError::Wait)?;
+                    return if status.success() {
+                        Ok(Stopped(signal))
+                    } else {
+                        Err(DaemonError::HelperDied(status))
+                    };
+                }
+            }
+            if !socket_ready {
+                continue;
+            }
+            let message = match socket.recv() {
+                Ok(Some(message)) => message,
+                Ok(None) => {
+                    self.mark_stopped();
+                    let status = helper.wait().map_err(DaemonError::Wait)?;
+                    return Err(if hello_seen && self.running {
+                        DaemonError::HelperDied(status)
+                    } else {
+                        DaemonError::HelperSetup(status)
+                    });
+                }
+                Err(e) => return Err(self.fail(DaemonError::Receive(e), socket, &mut helper)),
+            };
+            if let Err(violation) = self.handle(message, &mut hello_seen) {
+                return Err(self.fail(violation.into(), socket, &mut helper));
+            }
+        }
+    }
+
+    /// Checks the message's place in the sequence and applies it.
+    fn handle(
+        &mut self,
+        message: HelperMessage<'_>,
+        hello_seen: &mut bool,
+    ) -> Result<(), Violation> {
+        match (message, *hello_seen) {
+            (HelperMessage::Hello { protocol, ncpu }, false) => {
+                if protocol != PROTOCOL_VERSION {
+                    return Err(Violation::Version(protocol));
+                }
+                if ncpu as usize != self.file.ncpu() {
+                    return Err(Violation::CpuCount {
+                        helper: ncpu,
+                        publisher: self.file.ncpu(),
+                    });
+                }
+                *hello_seen = true;
+                Ok(())
+            }
+            (HelperMessage::Hello { .. }, true) => Err(Violation::RepeatedHello),
+            (HelperMessage::Snapshot { .. }, false) => Err(Violation::NoHello),
+            (HelperMessage::Snapshot { last_ns }, true) => {
+                let now = monotonic_ns();
+                debug!("Now: {now}.");
+                let pass = self.state.apply(&last_ns, now)?;
+                self.publish(&pass);
+                if !self.running {
+                    self.running = true;
+                    self.file.store(word::STATE, layout::STATE_RUNNING);
+                    self.file.wake(word::STATE);
+                    info!("Setup complete.");
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Stores a pass in the order clients rely on (per-CPU words, then
+    /// last_interrupt_vtime, then last_interrupt_ns, then vtime), notes when
+    /// the new vtime became visible, then wakes the waiters of what changed.
+    fn publish(&mut self, pass: &Pass) {
+        let file = &self.file;
+        let mut woken = Vec::with_capacity(2 * pass.changed.len() + 3);
+        for &(cpu, words) in &pass.changed {
+            debug!("CPU {cpu} -> {} ({}).", words.ns, words.vtime);
+            if file.load(layout::cpu_vtime_word(cpu)) != words.vtime {
+                file.store(layout::cpu_vtime_word(cpu), words.vtime);
+                woken.push(layout::cpu_vtime_word(cpu));
+            }
+            file.store(layout::cpu_ns_word(cpu), words.ns);
+            woken.push(layout::cpu_ns_word(cpu));
+        }
+        let vtime_changed = file.load(word::LAST_INTERRUPT_VTIME) != pass.last_interrupt_vtime;
+        if vtime_changed {
+            file.store(word::LAST_INTERRUPT_VTIME, pass.last_interrupt_vtime);
+            woken.push(word::LAST_INTERRUPT_VTIME);
+        }
+        let ns_changed = file.load(word::LAST_INTERRUPT_NS) != pass.last_interrupt_ns;
+        if ns_changed {
+            file.store(word::LAST_INTERRUPT_NS, pass.last_interrupt_ns);
+            woken.push(word::LAST_INTERRUPT_NS);
+        }
+        file.store(word::VTIME, pass.vtime);
+        woken.push(word::VTIME);
+        // The clock is read only once the vtime store is visible to all.
+        fence(Ordering::SeqCst);
+        self.state.vtime_published(monotonic_ns());
+        debug!("change: {ns_changed} {vtime_changed}.");
+        for index in woken {
+            file.wake(index);
+        }
+    }
+
+    /// Tells clients that nobody publishes any more, and wakes every waiter so
+    /// that it notices.
+    fn mark_stopped(&self) {
+        let file = &self.file;
+        file.store(word::STATE, layout::STATE_STOPPED);
+        for index in [
+            word::STATE,
+            word::VTIME,
+            word::LAST_INTERRUPT_VTIME,
+            word::LAST_INTERRUPT_NS,
+        ] {
+            file.wake(index);
+        }
+        for cpu in 0..file.ncpu() {
+            file.wake(layout::cpu_ns_word(cpu));
+            file.wake(layout::cpu_vtime_word(cpu));
+        }
+    }
+
+    /// A fatal error while running: mark the file stopped, hang up (the helper
+    /// exits when we do) and reap it before reporting.
+    fn fail(&self, error: DaemonError, socket: PublisherEnd, helper: &mut Child) -> DaemonError {
+        self.mark_stopped();
+        drop(socket);
+        if let Ok(status) = helper.wait() {
+            debug!("Helper exited ({status}).");
+        }
+        error
+    }
+}

@@ -1,0 +1,82 @@
+//! Finds and starts the privileged helper with its end of the socketpair on
+//! fd 3, tied to our life by PR_SET_PDEATHSIG.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// The helper's socket descriptor (helper/src/main.rs: SOCKET_FD).
+const HELPER_SOCKET_FD: i32 = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error("helper {0} not found or not executable; build it with `cargo build --release --workspace` (it belongs next to barrierd) or pass --helper PATH")]
+    Missing(PathBuf),
+    #[error("locating our own executable: {0}")]
+    SelfPath(#[source] io::Error),
+    #[error("starting helper {path}: {source}")]
+    Spawn {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// `explicit`, or `barrierd-helper` next to the running executable.
+pub fn helper_path(explicit: Option<&Path>) -> Result<PathBuf, LaunchError> {
+    let path = match explicit {
+        Some(path) => path.to_owned(),
+        None => std::env::current_exe()
+            .map_err(LaunchError::SelfPath)?
+            .with_file_name("barrierd-helper"),
+    };
+    match path.metadata() {
+        Ok(meta) if meta.is_file() && meta.permissions().mode() & 0o111 != 0 => Ok(path),
+        _ => Err(LaunchError::Missing(path)),
+    }
+}
+
+/// Starts the helper with an empty environment, stdin and stdout on
+/// /dev/null, our stderr, and `socket` as fd 3.
+pub fn spawn(helper: &Path, tracepoints: &[String], socket: OwnedFd) -> Result<Child, LaunchError> {
+    let parent = std::process::id() as libc::pid_t;
+    let socket_fd = socket.as_raw_fd();
+    let mut command = Command::new(helper);
+    command
+        .args(tracepoints)
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    // SAFETY: the closure runs in the forked child before exec and only makes
+    // async-signal-safe calls (dup2, fcntl, prctl, getppid, _exit).
+    unsafe {
+        command.pre_exec(move || {
+            if socket_fd == HELPER_SOCKET_FD {
+                // dup2 onto itself keeps close-on-exec: clear it by hand.
+                if libc::fcntl(socket_fd, libc::F_SETFD, 0) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            } else if libc::dup2(socket_fd, HELPER_SOCKET_FD) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // We may have died before the prctl: then nobody would kill us.
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+    let child = command.spawn().map_err(|source| LaunchError::Spawn {
+        path: helper.to_owned(),
+        source,
+    })?;
+    drop(socket);
+    Ok(child)
+}

@@ -1,0 +1,113 @@
+//! barrierd: publishes, in a read-only mmap-able file, when each CPU last
+//! entered the kernel, so that clients can wait for global asymmetric memory
+//! barriers without IPIs or syscalls on the fast path.
+
+#![deny(unsafe_code)]
+
+mod daemon;
+mod launch;
+mod published;
+mod sandbox;
+mod tracepoints;
+mod update;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing::Level;
+
+const EXIT_CODES: &str = "\
+Tracepoints: `group/name` (attached as raw tracepoints, no tracefs needed) or
+numeric tracefs ids as the 2018 barrierd took them (these need tracefs mounted:
+`mount -t tracefs nodev /sys/kernel/tracing`). Without any, the default set is
+irq/softirq_entry, irq_vectors/local_timer_entry and sched/sched_switch.
+
+Must be started as root: a privileged helper (barrierd-helper, next to this
+executable) loads the BPF program; this process then drops to --user, with no
+capabilities, under Landlock and seccomp, before it publishes anything.
+Stop it with SIGTERM or SIGINT; the file is then marked stopped.
+
+Exit status:
+  0  stopped by SIGTERM, SIGINT or SIGHUP
+  1  setup failed (not root, bad file at PATH, helper missing or failed, sandbox)
+  2  bad command line
+  3  another barrierd already publishes to PATH
+  4  failure while running (helper died, protocol violation)";
+
+/// Publish per-CPU kernel-entry timestamps for asymmetric barriers.
+#[derive(Parser, Debug)]
+#[command(version, after_help = EXIT_CODES)]
+struct Args {
+    /// The file to publish (created 0644 if absent; PATH.lock is created 0600).
+    path: PathBuf,
+    /// Tracepoints that count as kernel entries.
+    tracepoints: Vec<String>,
+    /// Unprivileged user the publisher runs as.
+    #[arg(long, default_value = "nobody")]
+    user: String,
+    /// The privileged helper [default: barrierd-helper next to barrierd].
+    #[arg(long)]
+    helper: Option<PathBuf>,
+    /// Replace a file at PATH that is not a barrierd file of this format version.
+    #[arg(long)]
+    force: bool,
+    /// Trace every update (also VERBOSE=1).
+    #[arg(short, long)]
+    verbose: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let verbose =
+        args.verbose || std::env::var_os("VERBOSE").is_some_and(|v| !v.is_empty() && v != "0");
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .with_level(false)
+        .with_ansi(false)
+        .with_max_level(if verbose { Level::DEBUG } else { Level::INFO })
+        .init();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("barrierd: error: {error:#}");
+            let code = error
+                .downcast_ref::<daemon::DaemonError>()
+                .map_or(1, daemon::DaemonError::exit_code);
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        anyhow::bail!(
+            "barrierd must be started as root: its helper loads a BPF program (the publisher then drops to --user {})",
+            args.user
+        );
+    }
+    let specs: Vec<String> = if args.tracepoints.is_empty() {
+        tracepoints::DEFAULT.iter().map(|s| s.to_string()).collect()
+    } else {
+        args.tracepoints
+    };
+    let tracepoints = specs
+        .iter()
+        .map(|spec| tracepoints::resolve(spec))
+        .collect::<Result<Vec<_>, _>>()?;
+    let account = sandbox::lookup(&args.user)?;
+    let helper = launch::helper_path(args.helper.as_deref())?;
+    let config = daemon::Config {
+        path: args.path,
+        tracepoints,
+        account,
+        helper,
+        force: args.force,
+    };
+    let path = config.path.clone();
+    let daemon::Stopped(signal) = daemon::run(config)?;
+    tracing::info!("Stopped on {signal}; {} is marked stopped.", path.display());
+    Ok(())
+}

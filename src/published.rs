@@ -1,0 +1,323 @@
+//! The published file: opened without following symlinks, locked, validated,
+//! sized and mapped by root before the privilege drop; then written only with
+//! single atomic 64-bit stores through the shared mapping, each change
+//! followed by a shared FUTEX_WAKE on the word's low half.
+#![allow(unsafe_code)]
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use barrierd_client::layout::{self, word};
+use memmap2::MmapRaw;
+
+use crate::update::CpuWords;
+
+const PAGE: u64 = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("{0}: is a symbolic link; refusing to follow it (give the real path)")]
+    Symlink(PathBuf),
+    #[error("{path}: is a {kind}, not a regular file; refusing to touch it")]
+    NotRegular { path: PathBuf, kind: &'static str },
+    #[error("{0}: not a barrierd file (no magic word); refusing to overwrite it (use --force to replace it)")]
+    Foreign(PathBuf),
+    #[error("{path}: barrierd file format version {found}, this daemon writes {expected}; refusing to overwrite it (use --force to replace it)")]
+    Version {
+        path: PathBuf,
+        found: u64,
+        expected: u64,
+    },
+    #[error("another barrierd holds {0}; stop it first (only one daemon may publish to a path)")]
+    Locked(PathBuf),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn io_error(path: &Path) -> impl FnOnce(io::Error) -> FileError + '_ {
+    move |source| match source.raw_os_error() {
+        Some(libc::ELOOP) => FileError::Symlink(path.to_owned()),
+        Some(libc::EISDIR) => FileError::NotRegular {
+            path: path.to_owned(),
+            kind: "directory",
+        },
+        _ => FileError::Io {
+            path: path.to_owned(),
+            source,
+        },
+    }
+}
+
+pub struct PublishedFile {
+    map: MmapRaw,
+    ncpu: usize,
+    /// Holds the liveness lock (an OFD read lock) while the daemon lives.
+    _file: File,
+    /// Holds the exclusive flock on PATH.lock while the daemon lives.
+    _lock: File,
+}
+
+/// What the file held before this daemon started, for continuity.
+pub struct Previous {
+    pub per_cpu: Vec<CpuWords>,
+    pub vtime: u64,
+    pub generation: u64,
+}
+
+impl PublishedFile {
+    /// Takes `PATH.lock`, then opens (creating it 0644 if absent), validates,
+    /// sizes and maps `path` for `ncpu` CPUs. A foreign or other-version file is
+    /// left untouched unless `force`.
+    pub fn open(path: &Path, ncpu: usize, force: bool) -> Result<(Self, Previous), FileError> {
+        let lock_path = lock_path(path);
+        let lock = open_regular(&lock_path, 0o600)?;
+        flock_exclusive(&lock).map_err(|e| match e.raw_os_error() {
+            Some(libc::EWOULDBLOCK) => FileError::Locked(lock_path.clone()),
+            _ => io_error(&lock_path)(e),
+        })?;
+
+        let file = open_regular(path, 0o644)?;
+        let len = file.metadata().map_err(io_error(path))?.len();
+        let previous = if len == 0 {
+            None
+        } else {
+            check_header(path, &file, len, force)?
+        };
+        let needed = (layout::file_bytes(ncpu) as u64).div_ceil(PAGE) * PAGE;
+        if len != needed {
+            file.set_len(needed).map_err(io_error(path))?;
+        }
+        let map = MmapRaw::map_raw(&file).map_err(io_error(path))?;
+        set_liveness_lock(&file).map_err(io_error(path))?;
+        let published = Self {
+            map,
+            ncpu,
+            _file: file,
+            _lock: lock,
+        };
+        let previous = published.adopt(previous.filter(|p| p.ncpu == ncpu as u64));
+        Ok((published, previous))
+    }
+
+    fn word(&self, index: usize) -> &AtomicU64 {
+        assert!(index < layout::file_bytes(self.ncpu) / 8);
+        // SAFETY: the mapping is at least file_bytes(ncpu) long (checked
+        // above), page-aligned so every word is 8-byte aligned, and lives as
+        // long as `self`. Other processes only read it, and only atomically.
+        unsafe { AtomicU64::from_ptr(self.map.as_mut_ptr().cast::<u64>().add(index)) }
+    }
+
+    pub fn load(&self, index: usize) -> u64 {
+        self.word(index).load(Ordering::Acquire)
+    }
+
+    /// One atomic store; does not wake (see [`Self::wake`]).
+    pub fn store(&self, index: usize, value: u64) {
+        self.word(index).store(value, Ordering::Release);
+    }
+
+    /// Wakes every process waiting on the word's low 32-bit half.
+    pub fn wake(&self, index: usize) {
+        let half = self.word(index).as_ptr().cast::<u32>();
+        // The low half is the first on little-endian, the second on big.
+        let half = if cfg!(target_endian = "big") {
+            half.wrapping_add(1)
+        } else {
+            half
+        };
+        // SAFETY: FUTEX_WAKE only uses the address as a key; it is inside our
+        // mapping. Not FUTEX_PRIVATE_FLAG: waiters are other processes.
+        unsafe {
+            libc::syscall(libc::SYS_futex, half, libc::FUTEX_WAKE, i32::MAX, 0, 0, 0);
+        }
+    }
+
+    pub fn ncpu(&self) -> usize {
+        self.ncpu
+    }
+
+    /// Writes the header for this daemon and returns where it continues from.
+    /// Words from an earlier boot (later than now) or another CPU count are
+    /// reset: no client can have kept such a file mapped.
+    fn adopt(&self, previous: Option<RawPrevious>) -> Previous {
+        let now = monotonic_ns();
+        let previous = previous.filter(|p| p.per_cpu.iter().all(|w| w.ns <= now));
+        let (per_cpu, vtime, generation) = match previous {
+            Some(p) => (p.per_cpu, p.vtime, p.generation),
+            None => {
+                self.zero();
+                (vec![CpuWords::default(); self.ncpu], 0, 0)
+            }
+        };
+        self.store(word::STATE, layout::STATE_STOPPED);
+        self.store(word::NCPU, self.ncpu as u64);
+        self.store(word::FORMAT_VERSION, layout::FORMAT_VERSION);
+        self.store(word::MAGIC, layout::MAGIC);
+        Previous {
+            per_cpu,
+            vtime,
+            generation,
+        }
+    }
+
+    fn zero(&self) {
+        for index in 0..layout::file_bytes(self.ncpu) / 8 {
+            self.store(index, 0);
+        }
+    }
+}
+
+struct RawPrevious {
+    ncpu: u64,
+    per_cpu: Vec<CpuWords>,
+    vtime: u64,
+    generation: u64,
+}
+
+pub fn lock_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+/// Opens `path` read-write without following a final symlink, creating it with
+/// exactly `mode` if absent, and refuses anything but a regular file before
+/// touching it. O_NONBLOCK: opening a FIFO must not hang.
+fn open_regular(path: &Path, mode: u32) -> Result<File, FileError> {
+    let open = |create_new: bool| {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(create_new)
+            .mode(mode)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(path)
+    };
+    let (file, created) = match open(true) {
+        Ok(file) => (file, true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            (open(false).map_err(io_error(path))?, false)
+        }
+        Err(e) => return Err(io_error(path)(e)),
+    };
+    let file_type = file.metadata().map_err(io_error(path))?.file_type();
+    if !file_type.is_file() {
+        let kind = if file_type.is_fifo() {
+            "FIFO"
+        } else if file_type.is_socket() {
+            "socket"
+        } else if file_type.is_char_device() || file_type.is_block_device() {
+            "device"
+        } else {
+            "special file"
+        };
+        return Err(FileError::NotRegular {
+            path: path.to_owned(),
+            kind,
+        });
+    }
+    if created {
+        // The umask must not decide who can map the file.
+        file.set_permissions(std::fs::Permissions::from_mode(mode))
+            .map_err(io_error(path))?;
+    }
+    Ok(file)
+}
+
+fn read_words(file: &File, count: usize) -> io::Result<Vec<u64>> {
+    use std::os::unix::fs::FileExt;
+    let mut bytes = vec![0u8; count * 8];
+    file.read_exact_at(&mut bytes, 0)?;
+    Ok(bytes
+        .chunks_exact(8)
+        .map(|c| u64::from_ne_bytes(c.try_into().expect("8-byte chunk")))
+        .collect())
+}
+
+/// Reads an existing non-empty file's header (and records); `None` when it is
+/// forced over.
+fn check_header(
+    path: &Path,
+    file: &File,
+    len: u64,
+    force: bool,
+) -> Result<Option<RawPrevious>, FileError> {
+    let refuse = |error: FileError| if force { Ok(None) } else { Err(error) };
+    if len < layout::HEADER_BYTES as u64 {
+        return refuse(FileError::Foreign(path.to_owned()));
+    }
+    let header = read_words(file, layout::HEADER_BYTES / 8).map_err(io_error(path))?;
+    if header[word::MAGIC] != layout::MAGIC {
+        return refuse(FileError::Foreign(path.to_owned()));
+    }
+    if header[word::FORMAT_VERSION] != layout::FORMAT_VERSION {
+        return refuse(FileError::Version {
+            path: path.to_owned(),
+            found: header[word::FORMAT_VERSION],
+            expected: layout::FORMAT_VERSION,
+        });
+    }
+    let ncpu = header[word::NCPU];
+    let fits = usize::try_from(ncpu)
+        .ok()
+        .filter(|&n| n <= barrierd_privsep::ipc::MAX_CPUS)
+        .filter(|&n| layout::file_bytes(n) as u64 <= len);
+    let Some(n) = fits else {
+        return refuse(FileError::Foreign(path.to_owned()));
+    };
+    let words = read_words(file, layout::file_bytes(n) / 8).map_err(io_error(path))?;
+    let per_cpu = (0..n)
+        .map(|cpu| CpuWords {
+            ns: words[layout::cpu_ns_word(cpu)],
+            vtime: words[layout::cpu_vtime_word(cpu)],
+        })
+        .collect();
+    Ok(Some(RawPrevious {
+        ncpu,
+        per_cpu,
+        vtime: header[word::VTIME],
+        generation: header[word::GENERATION],
+    }))
+}
+
+fn flock_exclusive(file: &File) -> io::Result<()> {
+    // SAFETY: plain syscall on a descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A shared OFD lock on the whole file, held for the daemon's life and
+/// released by the kernel however it dies. Clients probe it with F_OFD_GETLK
+/// (which takes nothing); being a read lock, a client holding one too cannot
+/// keep a daemon from starting.
+fn set_liveness_lock(file: &File) -> io::Result<()> {
+    // SAFETY: zero is a valid flock value; we set the fields that matter.
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = libc::F_RDLCK as libc::c_short;
+    lock.l_whence = libc::SEEK_SET as libc::c_short;
+    // SAFETY: `lock` is a valid struct flock for the call's duration.
+    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &lock) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is valid for writes; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}

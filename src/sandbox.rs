@@ -1,0 +1,183 @@
+//! The publisher's confinement, applied in this order before it reads the
+//! helper's first message: drop to an unprivileged user with no capabilities
+//! (and an empty bounding set), no_new_privs, Landlock denying every
+//! filesystem and network access and both scopes, then the seccomp table.
+//! Each step is verified; any failure is fatal (fail closed).
+
+use std::os::fd::RawFd;
+
+use barrierd_privsep::seccomp::{self, Allow, Arg};
+use caps::CapSet;
+use landlock::{
+    Access, AccessFs, AccessNet, CompatLevel, Compatible, Ruleset, RulesetAttr, RulesetStatus,
+    Scope, ABI,
+};
+use nix::unistd::{self, Gid, Uid, User};
+
+/// Landlock rights required in full: ABI 6 (Linux 6.12) is the newest that
+/// adds rights the publisher can lose; later ABIs add none that it holds.
+const LANDLOCK_ABI: ABI = ABI::V6;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("user {0:?} does not exist; pass an existing unprivileged user with --user")]
+    NoSuchUser(String),
+    #[error("--user {0:?} is root (uid 0); the publisher must run unprivileged")]
+    RootUser(String),
+    #[error("looking up user {user:?}: {source}")]
+    Lookup { user: String, source: nix::Error },
+    #[error("dropping privileges: {what}: {source}")]
+    Drop {
+        what: &'static str,
+        source: nix::Error,
+    },
+    #[error("clearing capabilities: {0}")]
+    Caps(#[from] caps::errors::CapsError),
+    #[error("privilege drop did not hold: {0}")]
+    NotDropped(&'static str),
+    #[error("landlock: {0} (barrierd needs Landlock ABI {abi} or newer: Linux 6.12, with landlock in the lsm= list)", abi = LANDLOCK_ABI as i32)]
+    Landlock(#[from] landlock::RulesetError),
+    #[error("landlock ruleset only {0:?}; refusing to run with less protection than documented")]
+    LandlockPartial(RulesetStatus),
+    #[error(transparent)]
+    Seccomp(#[from] seccomp::SeccompError),
+}
+
+/// The unprivileged account the publisher becomes.
+pub struct Account {
+    pub name: String,
+    pub uid: Uid,
+    pub gid: Gid,
+}
+
+pub fn lookup(name: &str) -> Result<Account, SandboxError> {
+    let user = User::from_name(name)
+        .map_err(|source| SandboxError::Lookup {
+            user: name.to_owned(),
+            source,
+        })?
+        .ok_or_else(|| SandboxError::NoSuchUser(name.to_owned()))?;
+    if user.uid.is_root() {
+        return Err(SandboxError::RootUser(name.to_owned()));
+    }
+    Ok(Account {
+        name: name.to_owned(),
+        uid: user.uid,
+        gid: user.gid,
+    })
+}
+
+fn step(what: &'static str) -> impl FnOnce(nix::Error) -> SandboxError {
+    move |source| SandboxError::Drop { what, source }
+}
+
+/// Becomes `account` for good: no supplementary groups, every uid and gid
+/// its own, every capability set (bounding and ambient included) empty.
+pub fn drop_privileges(account: &Account) -> Result<(), SandboxError> {
+    // Needs CAP_SETPCAP, so before the uid change.
+    caps::clear(None, CapSet::Bounding)?;
+    unistd::setgroups(&[]).map_err(step("setgroups"))?;
+    unistd::setresgid(account.gid, account.gid, account.gid).map_err(step("setresgid"))?;
+    // Without PR_SET_KEEPCAPS (off by default) this also empties the
+    // permitted and effective sets.
+    unistd::setresuid(account.uid, account.uid, account.uid).map_err(step("setresuid"))?;
+    for set in [
+        CapSet::Ambient,
+        CapSet::Inheritable,
+        CapSet::Effective,
+        CapSet::Permitted,
+    ] {
+        caps::clear(None, set)?;
+    }
+
+    let uids = unistd::getresuid().map_err(step("getresuid"))?;
+    let gids = unistd::getresgid().map_err(step("getresgid"))?;
+    if [uids.real, uids.effective, uids.saved] != [account.uid; 3]
+        || [gids.real, gids.effective, gids.saved] != [account.gid; 3]
+    {
+        return Err(SandboxError::NotDropped("uid or gid still differs"));
+    }
+    for set in [
+        CapSet::Bounding,
+        CapSet::Ambient,
+        CapSet::Inheritable,
+        CapSet::Effective,
+        CapSet::Permitted,
+    ] {
+        if !caps::read(None, set)?.is_empty() {
+            return Err(SandboxError::NotDropped("a capability set is not empty"));
+        }
+    }
+    if unistd::setuid(Uid::from_raw(0)).is_ok() {
+        return Err(SandboxError::NotDropped("setuid(0) succeeded"));
+    }
+    Ok(())
+}
+
+/// Denies every filesystem access (the mapping and descriptors the publisher
+/// needs are already open), TCP bind and connect, abstract unix sockets and
+/// signals outside its domain. Also sets no_new_privs.
+pub fn restrict_access() -> Result<(), SandboxError> {
+    let status = Ruleset::default()
+        .set_compatibility(CompatLevel::HardRequirement)
+        .handle_access(AccessFs::from_all(LANDLOCK_ABI))?
+        .handle_access(AccessNet::from_all(LANDLOCK_ABI))?
+        .scope(Scope::from_all(LANDLOCK_ABI))?
+        .create()?
+        .restrict_self()?;
+    if status.ruleset != RulesetStatus::FullyEnforced || !status.no_new_privs {
+        return Err(SandboxError::LandlockPartial(status.ruleset));
+    }
+    Ok(())
+}
+
+/// Every system call the publisher may make once confined. Anything else
+/// kills it by SIGSYS, named.
+pub fn policy(socket: RawFd, signals: RawFd) -> Vec<Allow> {
+    let fd = |fd: RawFd| Arg::Eq(0, fd as u64);
+    let futex_op = |op: i32| Arg::Eq(1, op as u64);
+    vec![
+        // Sleep until the helper sends or a stop signal arrives.
+        Allow::any("poll"),
+        Allow::any("ppoll"),
+        // The helper's messages; MSG_TRUNC reports oversize datagrams.
+        Allow::when("recvfrom", [fd(socket), Arg::Eq(3, libc::MSG_TRUNC as u64)]),
+        // Stop signals, through the signalfd.
+        Allow::when("read", [fd(signals)]),
+        // Wake clients on the file's words (shared futexes by design).
+        Allow::when("futex", [futex_op(libc::FUTEX_WAKE)]),
+        // Rust's std locks, should they ever be contended.
+        Allow::when(
+            "futex",
+            [futex_op(libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG)],
+        ),
+        Allow::when(
+            "futex",
+            [futex_op(libc::FUTEX_WAIT_BITSET | libc::FUTEX_PRIVATE_FLAG)],
+        ),
+        // Logs and the SIGSYS reporter, to stderr only.
+        Allow::when("write", [fd(2)]),
+        // The vDSO's fallback when the clock source has no fast path.
+        Allow::any("clock_gettime"),
+        // Decoded snapshots and log lines allocate: heap growth only, never
+        // executable memory.
+        Allow::any("brk"),
+        Allow::when("mmap", [Arg::MaskedEq(2, libc::PROT_EXEC as u64, 0)]),
+        Allow::any("munmap"),
+        Allow::any("mremap"),
+        // Hanging up on the helper at stop, then reaping it; at exit, closing
+        // the signalfd, the file and its locks (nothing can be reopened).
+        Allow::any("close"),
+        Allow::any("wait4"),
+        // Debug builds of std check that a descriptor is open before closing it.
+        Allow::when("fcntl", [Arg::Eq(1, libc::F_GETFD as u64)]),
+        // std's exit path removes the main thread's alternate signal stack.
+        Allow::any("sigaltstack"),
+        Allow::any("restart_syscall"),
+        Allow::any("exit_group"),
+    ]
+}
+
+pub fn lock_down(socket: RawFd, signals: RawFd) -> Result<(), SandboxError> {
+    Ok(seccomp::install("barrierd", &policy(socket, signals))?)
+}

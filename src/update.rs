@@ -1,0 +1,246 @@
+//! Pure logic of an update pass: validate a snapshot from the helper and work
+//! out the words to publish. No I/O, so every rule is unit-tested.
+//!
+//! vtime: the counter advances by one after every pass. A CPU's vtime is the
+//! counter value in force when its timestamp was taken: the largest value
+//! whose publication time precedes that timestamp. So `last_interrupt_vtime >
+//! V` means every CPU entered the kernel after V + 1 was published, hence
+//! after any client read V. (Attributing a change to the pass that observed
+//! it, as the 2018 original did, would be unsound here: the helper reads
+//! ahead of the publisher, so a pass can observe an entry that predates it.)
+
+use std::collections::VecDeque;
+
+/// How many recent vtime publications are remembered for attribution; an
+/// older timestamp keeps its CPU's previous (smaller, so safe) vtime.
+const VTIME_HISTORY: usize = 64;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("snapshot describes {got} CPUs, expected {expected}")]
+    CpuCount { expected: usize, got: usize },
+    #[error("CPU {cpu}: timestamp {ns} is in the future (now {now})")]
+    Future { cpu: usize, ns: u64, now: u64 },
+    #[error("CPU {cpu}: timestamp went backwards from {was} to {ns}")]
+    Backwards { cpu: usize, was: u64, ns: u64 },
+}
+
+/// One CPU's published words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CpuWords {
+    pub ns: u64,
+    pub vtime: u64,
+}
+
+/// What a pass publishes, in the order it must be stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pass {
+    /// CPUs whose words changed, with their new words.
+    pub changed: Vec<(usize, CpuWords)>,
+    pub last_interrupt_vtime: u64,
+    pub last_interrupt_ns: u64,
+    /// The counter after this pass.
+    pub vtime: u64,
+}
+
+#[derive(Debug)]
+pub struct State {
+    /// Last snapshot received, for the going-backwards check.
+    received: Vec<u64>,
+    published: Vec<CpuWords>,
+    vtime: u64,
+    /// (vtime, CLOCK_MONOTONIC ns by which it was visible), oldest first.
+    history: VecDeque<(u64, u64)>,
+}
+
+impl State {
+    /// Continues from what the file already holds (all zeros for a new file):
+    /// nothing a client has seen ever goes backwards. The file's current
+    /// vtime counts as published at time 0, the most conservative choice.
+    pub fn new(published: Vec<CpuWords>, vtime: u64) -> Self {
+        Self {
+            received: vec![0; published.len()],
+            published,
+            vtime,
+            history: VecDeque::from([(vtime, 0)]),
+        }
+    }
+
+    pub fn ncpu(&self) -> usize {
+        self.published.len()
+    }
+
+    /// Validates `snapshot` against `now` (read after receiving it) and
+    /// computes the pass. On error nothing changes.
+    pub fn apply(&mut self, snapshot: &[u64], now: u64) -> Result<Pass, ProtocolError> {
+        if snapshot.len() != self.ncpu() {
+            return Err(ProtocolError::CpuCount {
+                expected: self.ncpu(),
+                got: snapshot.len(),
+            });
+        }
+        for (cpu, (&ns, &was)) in snapshot.iter().zip(&self.received).enumerate() {
+            if ns > now {
+                return Err(ProtocolError::Future { cpu, ns, now });
+            }
+            if ns < was {
+                return Err(ProtocolError::Backwards { cpu, was, ns });
+            }
+        }
+        self.received.copy_from_slice(snapshot);
+
+        let mut changed = Vec::new();
+        for (cpu, &ns) in snapshot.iter().enumerate() {
+            let old = self.published[cpu];
+            // A restarted daemon's first snapshots can be older than the file.
+            if ns <= old.ns {
+                continue;
+            }
+            let words = CpuWords {
+                ns,
+                vtime: self.vtime_at(ns).max(old.vtime),
+            };
+            self.published[cpu] = words;
+            changed.push((cpu, words));
+        }
+        self.vtime += 1;
+        Ok(Pass {
+            changed,
+            last_interrupt_vtime: self.published.iter().map(|w| w.vtime).min().unwrap_or(0),
+            last_interrupt_ns: self.published.iter().map(|w| w.ns).min().unwrap_or(0),
+            vtime: self.vtime,
+        })
+    }
+
+    /// Records that the current vtime was visible to everyone by `at`.
+    pub fn vtime_published(&mut self, at: u64) {
+        if self.history.len() == VTIME_HISTORY {
+            self.history.pop_front();
+        }
+        self.history.push_back((self.vtime, at));
+    }
+
+    /// The vtime in force at `ns`: the newest one published strictly before.
+    fn vtime_at(&self, ns: u64) -> u64 {
+        self.history
+            .iter()
+            .rev()
+            .find(|&&(_, at)| at < ns)
+            .map_or(0, |&(vtime, _)| vtime)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fresh(ncpu: usize) -> State {
+        State::new(vec![CpuWords::default(); ncpu], 0)
+    }
+
+    #[test]
+    fn minimum_over_cpus_and_only_changes_reported() {
+        let mut state = fresh(3);
+        let pass = state.apply(&[10, 30, 20], 100).unwrap();
+        assert_eq!(pass.last_interrupt_ns, 10);
+        assert_eq!(pass.changed.len(), 3);
+        state.vtime_published(35);
+        let pass = state.apply(&[40, 30, 20], 100).unwrap();
+        assert_eq!(pass.last_interrupt_ns, 20);
+        assert_eq!(pass.changed, vec![(0, CpuWords { ns: 40, vtime: 1 })]);
+    }
+
+    #[test]
+    fn unseen_cpu_holds_the_minimum_at_zero() {
+        let mut state = fresh(2);
+        assert_eq!(state.apply(&[0, 50], 100).unwrap().last_interrupt_ns, 0);
+    }
+
+    #[test]
+    fn invalid_snapshots_change_nothing() {
+        let mut state = fresh(2);
+        state.apply(&[10, 20], 100).unwrap();
+        assert_eq!(
+            state.apply(&[10], 100),
+            Err(ProtocolError::CpuCount {
+                expected: 2,
+                got: 1
+            })
+        );
+        assert_eq!(
+            state.apply(&[10, 101], 100),
+            Err(ProtocolError::Future {
+                cpu: 1,
+                ns: 101,
+                now: 100
+            })
+        );
+        assert_eq!(
+            state.apply(&[9, 20], 100),
+            Err(ProtocolError::Backwards {
+                cpu: 0,
+                was: 10,
+                ns: 9
+            })
+        );
+        // The rejected snapshots left no trace: 9 < 10 is still backwards and
+        // the accepted state is unchanged.
+        let pass = state.apply(&[10, 20], 100).unwrap();
+        assert!(pass.changed.is_empty());
+        assert_eq!(pass.last_interrupt_ns, 10);
+    }
+
+    #[test]
+    fn vtime_advances_every_pass_and_is_attributed_by_entry_time() {
+        let mut state = fresh(2);
+        let pass = state.apply(&[5, 6], 10).unwrap();
+        assert_eq!(pass.vtime, 1);
+        state.vtime_published(10);
+        // CPU 0 entered at 8, before vtime 1 was visible (10): it keeps 0.
+        // CPU 1 entered at 12, after: it gets 1.
+        let pass = state.apply(&[8, 12], 20).unwrap();
+        assert_eq!(
+            pass.changed,
+            vec![
+                (0, CpuWords { ns: 8, vtime: 0 }),
+                (1, CpuWords { ns: 12, vtime: 1 })
+            ]
+        );
+        assert_eq!(pass.last_interrupt_vtime, 0);
+        assert_eq!(pass.vtime, 2);
+        state.vtime_published(20);
+        let pass = state.apply(&[25, 12], 30).unwrap();
+        assert_eq!(pass.changed, vec![(0, CpuWords { ns: 25, vtime: 2 })]);
+        assert_eq!(pass.last_interrupt_vtime, 1);
+    }
+
+    #[test]
+    fn vtime_never_decreases_for_a_cpu() {
+        let mut state = State::new(vec![CpuWords { ns: 50, vtime: 7 }], 9);
+        let pass = state.apply(&[60], 100).unwrap();
+        assert_eq!(pass.changed, vec![(0, CpuWords { ns: 60, vtime: 9 })]);
+        assert_eq!(pass.vtime, 10);
+    }
+
+    #[test]
+    fn restart_keeps_newer_file_words() {
+        let mut state = State::new(vec![CpuWords { ns: 500, vtime: 3 }; 2], 4);
+        let pass = state.apply(&[0, 600], 1000).unwrap();
+        assert_eq!(pass.changed, vec![(1, CpuWords { ns: 600, vtime: 4 })]);
+        assert_eq!(pass.last_interrupt_ns, 500);
+        assert_eq!(pass.last_interrupt_vtime, 3);
+    }
+
+    #[test]
+    fn history_is_bounded_and_old_entries_stay_conservative() {
+        let mut state = fresh(1);
+        for t in 1..=200u64 {
+            state.apply(&[t * 10], t * 10).unwrap();
+            state.vtime_published(t * 10 + 1);
+        }
+        assert_eq!(state.history.len(), VTIME_HISTORY);
+        // Entered at 2005, after vtime 200 was published at 2001.
+        let pass = state.apply(&[2005], 2010).unwrap();
+        assert_eq!(pass.changed[0].1.vtime, 200);
+    }
+}
