@@ -16,14 +16,14 @@ mod skel;
 mod timestamps;
 
 use std::borrow::Cow;
+use std::convert::Infallible;
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, AsRawFd, RawFd};
-use std::process::ExitCode;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::{env, io};
 
 use barrierd_privsep::ipc::{HelperEnd, HelperMessage, IpcError, MAX_CPUS, PROTOCOL_VERSION};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::RingBufferBuilder;
+use libbpf_rs::{RingBuffer, RingBufferBuilder};
 
 use crate::timestamps::Timestamps;
 
@@ -59,11 +59,11 @@ enum Error {
 }
 
 impl Error {
-    fn exit_code(&self) -> ExitCode {
-        ExitCode::from(match self {
+    fn exit_code(&self) -> i32 {
+        match self {
             Error::Usage | Error::BadName(_) => 2,
             _ => 1,
-        })
+        }
     }
 }
 
@@ -72,17 +72,14 @@ fn bpf(what: impl Into<String>) -> impl FnOnce(libbpf_rs::Error) -> Error {
     move |source| Error::Bpf { what, source }
 }
 
-fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("barrierd-helper: {error}");
-            error.exit_code()
-        }
-    }
+fn main() {
+    let Err(error) = run();
+    eprintln!("barrierd-helper: {error}");
+    policy::exit_now(error.exit_code())
 }
 
-fn run() -> Result<(), Error> {
+/// Sets up, then serves for ever; returns only a setup error.
+fn run() -> Result<Infallible, Error> {
     // Ctrl-C and `systemctl stop` signal the whole group: the publisher alone
     // decides when to stop, and we follow when it hangs up.
     policy::ignore_stop_signals();
@@ -139,24 +136,46 @@ fn run() -> Result<(), Error> {
         &policy::steady_state(SOCKET_FD, epoll.as_raw_fd()),
     )?;
 
-    let mut last_ns = Vec::with_capacity(ncpu);
-    loop {
+    serve(&mut publisher, &mut timestamps, &ring, epoll.as_fd())
+}
+
+/// The steady state. Never returns: leaving through `_exit` keeps the
+/// skeleton, links and ring buffer from being torn down under the seccomp
+/// policy (the kernel detaches everything when the descriptors close).
+fn serve(
+    publisher: &mut HelperEnd,
+    timestamps: &mut Timestamps<'_>,
+    ring: &RingBuffer<'_>,
+    epoll: BorrowedFd<'_>,
+) -> ! {
+    let mut last_ns = Vec::with_capacity(timestamps.ncpu());
+    let failure = loop {
         timestamps.settle(&mut last_ns);
         match publisher.send(&HelperMessage::Snapshot {
             last_ns: Cow::Borrowed(&last_ns),
         }) {
             Ok(()) => {}
-            Err(IpcError::Io(e)) if e.raw_os_error() == Some(libc::EPIPE) => break,
-            Err(e) => return Err(Error::Send(e)),
+            // ECONNRESET when it closed with snapshots still unread.
+            Err(IpcError::Io(e))
+                if matches!(e.raw_os_error(), Some(libc::EPIPE | libc::ECONNRESET)) =>
+            {
+                policy::exit_now(0)
+            }
+            Err(e) => break Error::Send(e),
         }
-        if policy::wait(epoll.as_fd(), SOCKET_FD).map_err(Error::Epoll)? {
-            break;
+        match policy::wait(epoll, SOCKET_FD) {
+            Ok(true) => policy::exit_now(0),
+            Ok(false) => {}
+            Err(e) => break Error::Epoll(e),
         }
         // Only advances the consumer position (plain memory, no syscall), so
         // that BPF's next record wakes us again.
-        ring.consume().map_err(bpf("consuming the ring buffer"))?;
-    }
-    policy::exit_now(0)
+        if let Err(e) = ring.consume() {
+            break bpf("consuming the ring buffer")(e);
+        }
+    };
+    eprintln!("barrierd-helper: {failure}");
+    policy::exit_now(failure.exit_code())
 }
 
 fn is_raw_tracepoint_name(name: &str) -> bool {

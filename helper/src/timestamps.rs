@@ -34,6 +34,10 @@ impl<'bss> Timestamps<'bss> {
         }
     }
 
+    pub fn ncpu(&self) -> usize {
+        self.ncpu
+    }
+
     fn slot(&self, cpu: usize) -> &AtomicU64 {
         // SAFETY: `bss` points into the .bss mapping, which outlives 'bss; `cpu < ncpu <= MAX_CPUS` is in bounds; the
         // field is 8-byte aligned; BPF only accesses it atomically (xchg) and

@@ -1,0 +1,316 @@
+//! Runs the real daemon for integration tests.
+//!
+//! Tests that need root and BPF call `require_privileged!()`: run
+//! unprivileged they skip with a printed reason, but with
+//! BARRIERD_REQUIRE_PRIVILEGED=1 (set by .ci/run) a skip is a failure.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// Generous: a correctness bound, not a latency target.
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why privileged tests cannot run here, if they cannot.
+pub fn unprivileged_reason() -> Option<String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Some("not running as root".into());
+    }
+    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+        return Some("kernel has no BTF (/sys/kernel/btf/vmlinux)".into());
+    }
+    if !helper_bin().exists() {
+        return Some(format!(
+            "{} is not built (run `cargo test --workspace`)",
+            helper_bin().display()
+        ));
+    }
+    None
+}
+
+/// False (after printing why) when the test should skip; panics instead when
+/// BARRIERD_REQUIRE_PRIVILEGED=1.
+pub fn privileged(test: &str) -> bool {
+    let Some(reason) = unprivileged_reason() else {
+        return true;
+    };
+    if std::env::var("BARRIERD_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
+        panic!("{test}: privileged test cannot run ({reason}) and BARRIERD_REQUIRE_PRIVILEGED=1");
+    }
+    eprintln!("SKIPPED {test}: {reason}");
+    false
+}
+
+#[macro_export]
+macro_rules! require_privileged {
+    () => {
+        if !common::privileged(module_path!()) {
+            return;
+        }
+    };
+}
+
+pub fn barrierd_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_barrierd"))
+}
+
+pub fn helper_bin() -> PathBuf {
+    barrierd_bin().with_file_name("barrierd-helper")
+}
+
+/// A fresh directory for one test, world-readable so that unprivileged
+/// clients can reach the file; removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("barrierd-test-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Self(dir)
+    }
+
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Collected stderr of a process, with a way to wait for a line.
+#[derive(Clone, Default)]
+pub struct Output(Arc<(Mutex<(String, bool)>, Condvar)>);
+
+impl Output {
+    fn collect(&self, stream: impl std::io::Read + Send + 'static) {
+        let output = self.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines() {
+                let Ok(line) = line else { break };
+                eprintln!("  | {line}");
+                let (lock, cv) = &*output.0;
+                let mut text = lock.lock().unwrap();
+                text.0.push_str(&line);
+                text.0.push('\n');
+                cv.notify_all();
+            }
+            let (lock, cv) = &*output.0;
+            lock.lock().unwrap().1 = true;
+            cv.notify_all();
+        });
+    }
+
+    pub fn text(&self) -> String {
+        self.0 .0.lock().unwrap().0.clone()
+    }
+
+    /// Waits until `needle` appears; false on timeout or end of stream.
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let (lock, cv) = &*self.0;
+        let mut text = lock.lock().unwrap();
+        loop {
+            if text.0.contains(needle) {
+                return true;
+            }
+            let now = Instant::now();
+            if text.1 || now >= deadline {
+                return false;
+            }
+            text = cv.wait_timeout(text, deadline - now).unwrap().0;
+        }
+    }
+}
+
+/// A running daemon; killed (SIGKILL) on drop if still running.
+pub struct Daemon {
+    pub child: Child,
+    pub path: PathBuf,
+    pub stderr: Output,
+}
+
+impl Daemon {
+    /// Starts `barrierd PATH ARGS...` and waits for "Setup complete.".
+    pub fn start(path: &Path, args: &[&str]) -> Daemon {
+        let daemon = Self::spawn(path, args);
+        if !daemon.stderr.wait_for("Setup complete.", STARTUP_TIMEOUT) {
+            panic!("daemon did not complete setup:\n{}", daemon.stderr.text());
+        }
+        daemon
+    }
+
+    /// Starts the daemon without waiting for anything.
+    pub fn spawn(path: &Path, args: &[&str]) -> Daemon {
+        let mut child = Command::new(barrierd_bin())
+            .arg(path)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting barrierd");
+        let stderr = Output::default();
+        stderr.collect(child.stderr.take().unwrap());
+        Daemon {
+            child,
+            path: path.to_owned(),
+            stderr,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// The helper: the publisher's only child.
+    pub fn helper_pid(&self) -> i32 {
+        let pid = self.pid();
+        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
+        let pids: Vec<i32> = children
+            .split_whitespace()
+            .map(|p| p.parse().unwrap())
+            .collect();
+        assert_eq!(pids.len(), 1, "publisher children: {pids:?}");
+        pids[0]
+    }
+
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), signal).unwrap();
+    }
+
+    /// Waits for exit with a generous timeout; panics if it does not exit.
+    pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // Let the reader thread drain the last lines.
+                self.stderr
+                    .wait_for("\u{0}never", Duration::from_millis(200));
+                return status;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "daemon did not exit within {timeout:?}:\n{}",
+                    self.stderr.text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// SIGTERM, then wait for exit.
+    pub fn stop(mut self) -> (ExitStatus, String) {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        let status = self.wait(Duration::from_secs(10));
+        (status, self.stderr.text())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Runs barrierd to completion (for commands expected to fail fast).
+pub fn run_barrierd(args: &[&str], timeout: Duration) -> (ExitStatus, String) {
+    let mut daemon = Daemon {
+        child: Command::new(barrierd_bin())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting barrierd"),
+        path: PathBuf::new(),
+        stderr: Output::default(),
+    };
+    daemon.stderr.collect(daemon.child.stderr.take().unwrap());
+    let status = daemon.wait(timeout);
+    (status, daemon.stderr.text())
+}
+
+/// CLOCK_MONOTONIC in ns, the clock of the file's timestamps.
+pub fn monotonic_ns() -> u64 {
+    let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).unwrap();
+    ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64
+}
+
+/// /proc/PID/status fields by name.
+pub fn proc_status(pid: i32) -> std::collections::HashMap<String, String> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
+        .collect()
+}
+
+/// Keeps every CPU busy in user mode until dropped.
+pub struct BusyCpus {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl BusyCpus {
+    pub fn start(count: usize) -> Self {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads = (0..count)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut x = 0u64;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        x = std::hint::black_box(
+                            x.wrapping_mul(6364136223846793005).wrapping_add(1),
+                        );
+                    }
+                })
+            })
+            .collect();
+        Self { stop, threads }
+    }
+}
+
+impl Drop for BusyCpus {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+pub fn online_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Mounts tracefs at /sys/kernel/tracing unless it is there (tests may race
+/// to do so: a concurrent mount is fine).
+pub fn ensure_tracefs() -> &'static Path {
+    let root = Path::new("/sys/kernel/tracing");
+    if !root.join("events").is_dir() {
+        let status = Command::new("mount")
+            .args(["-t", "tracefs", "nodev"])
+            .arg(root)
+            .status()
+            .unwrap();
+        assert!(
+            status.success() || root.join("events").is_dir(),
+            "could not mount tracefs"
+        );
+    }
+    root
+}

@@ -1,0 +1,333 @@
+//! The real daemon, end to end: as root, loading BPF, attaching to
+//! tracepoints on this kernel.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use barrierd_client::layout::{self, word};
+use common::{monotonic_ns, proc_status, BusyCpus, Daemon, TempDir};
+
+/// A read-only view of the published file, as any client maps it.
+struct View {
+    map: memmap2::Mmap,
+}
+
+impl View {
+    fn open(path: &std::path::Path) -> Self {
+        let file = std::fs::File::open(path).unwrap();
+        // SAFETY: the daemon only ever changes the file with atomic stores
+        // and we only read it through atomics.
+        let map = unsafe { memmap2::Mmap::map(&file).unwrap() };
+        Self { map }
+    }
+
+    fn word(&self, index: usize) -> &AtomicU64 {
+        assert!((index + 1) * 8 <= self.map.len());
+        // SAFETY: in bounds (checked), 8-byte aligned (page-aligned mapping).
+        unsafe { AtomicU64::from_ptr(self.map.as_ptr().cast::<u64>().add(index).cast_mut()) }
+    }
+
+    fn load(&self, index: usize) -> u64 {
+        self.word(index).load(Ordering::Acquire)
+    }
+
+    /// Waits until the global minimum passes `t`; panics after `timeout`.
+    fn wait_past(&self, t: u64, timeout: Duration) -> Duration {
+        let start = Instant::now();
+        while self.load(word::LAST_INTERRUPT_NS) <= t {
+            assert!(
+                start.elapsed() < timeout,
+                "last_interrupt_ns stuck at {} <= {t}",
+                self.load(word::LAST_INTERRUPT_NS)
+            );
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        start.elapsed()
+    }
+}
+
+const GENEROUS: Duration = Duration::from_secs(10);
+
+#[test]
+fn header_and_records_are_published() {
+    require_privileged!();
+    let dir = TempDir::new("header");
+    let path = dir.join("pub");
+    let daemon = Daemon::start(&path, &[]);
+    let meta = std::fs::metadata(&path).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o644);
+    assert_eq!(meta.len() % 4096, 0);
+    let lock = std::fs::metadata(dir.join("pub.lock")).unwrap();
+    assert_eq!(lock.permissions().mode() & 0o777, 0o600);
+
+    let view = View::open(&path);
+    let ncpu = barrierd_privsep::cpus::possible_cpus().unwrap();
+    assert_eq!(view.load(word::NCPU), ncpu as u64);
+    assert_eq!(view.load(word::MAGIC), layout::MAGIC);
+    assert_eq!(&view.map[32..40], b"barrierd");
+    assert_eq!(view.load(word::FORMAT_VERSION), layout::FORMAT_VERSION);
+    assert_eq!(view.load(word::STATE), layout::STATE_RUNNING);
+    assert_eq!(view.load(word::GENERATION), 1);
+    assert_eq!(view.load(word::DAEMON_PID), daemon.pid() as u64);
+    assert!(meta.len() as usize >= layout::file_bytes(ncpu));
+
+    // Timestamps are CLOCK_MONOTONIC, in the past, and the global word is
+    // the minimum of the per-CPU ones (read after them: it can only lag).
+    view.wait_past(monotonic_ns(), GENEROUS);
+    let now = monotonic_ns();
+    let per_cpu: Vec<u64> = (0..ncpu)
+        .map(|c| view.load(layout::cpu_ns_word(c)))
+        .collect();
+    let global = view.load(word::LAST_INTERRUPT_NS);
+    assert!(
+        per_cpu.iter().all(|&ns| ns > 0 && ns <= now),
+        "{per_cpu:?} now {now}"
+    );
+    assert!(global <= *per_cpu.iter().min().unwrap());
+    assert!(view.load(word::VTIME) > 0);
+
+    let (status, stderr) = daemon.stop();
+    assert!(status.success(), "{status}\n{stderr}");
+    assert_eq!(view.load(word::STATE), layout::STATE_STOPPED);
+}
+
+#[test]
+fn barrier_completes_on_idle_and_busy_machine() {
+    require_privileged!();
+    let dir = TempDir::new("progress");
+    let path = dir.join("pub");
+    let daemon = Daemon::start(&path, &[]);
+    let view = View::open(&path);
+    for _ in 0..20 {
+        view.wait_past(monotonic_ns(), GENEROUS);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let busy = BusyCpus::start(common::online_cpus());
+    for _ in 0..20 {
+        view.wait_past(monotonic_ns(), GENEROUS);
+    }
+    drop(busy);
+    let (status, stderr) = daemon.stop();
+    assert!(status.success(), "{status}\n{stderr}");
+}
+
+#[test]
+fn futex_waiter_is_woken() {
+    require_privileged!();
+    let dir = TempDir::new("futex");
+    let path = dir.join("pub");
+    let daemon = Daemon::start(&path, &[]);
+    let view = View::open(&path);
+    let word = view.word(word::LAST_INTERRUPT_NS);
+    let low_half = word.as_ptr().cast::<u32>();
+    let target = monotonic_ns();
+    let mut woken = 0;
+    let deadline = Instant::now() + GENEROUS;
+    while word.load(Ordering::Acquire) <= target {
+        assert!(Instant::now() < deadline, "never passed {target}");
+        let seen = word.load(Ordering::Acquire) as u32;
+        let timeout = libc::timespec {
+            tv_sec: 1,
+            tv_nsec: 0,
+        };
+        // SAFETY: FUTEX_WAIT (shared: the waker is another process) on a
+        // mapped, aligned u32; the kernel only reads it.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                low_half,
+                libc::FUTEX_WAIT,
+                seen,
+                &timeout,
+                0,
+                0,
+            )
+        };
+        let errno = std::io::Error::last_os_error().raw_os_error();
+        if rc == 0 {
+            woken += 1;
+        } else {
+            assert!(
+                matches!(errno, Some(libc::EAGAIN) | Some(libc::EINTR)),
+                "futex: {errno:?}"
+            );
+        }
+    }
+    assert!(
+        woken > 0,
+        "the wait passed without a single FUTEX_WAKE reaching us"
+    );
+    drop(daemon);
+}
+
+#[test]
+fn both_processes_are_confined() {
+    require_privileged!();
+    let dir = TempDir::new("confined");
+    let daemon = Daemon::start(&dir.join("pub"), &[]);
+    let helper = proc_status(daemon.helper_pid());
+    assert_eq!(helper["Seccomp"], "2", "helper: {helper:?}");
+    assert_eq!(helper["NoNewPrivs"], "1");
+    let publisher = proc_status(daemon.pid());
+    let uids: Vec<&str> = publisher["Uid"].split_whitespace().collect();
+    assert!(uids.iter().all(|&u| u != "0"), "publisher uids {uids:?}");
+    assert!(publisher["Gid"].split_whitespace().all(|g| g != "0"));
+    for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+        assert_eq!(publisher[set], "0000000000000000", "publisher {set}");
+    }
+    assert_eq!(publisher["Seccomp"], "2");
+    assert_eq!(publisher["NoNewPrivs"], "1");
+    let (status, stderr) = daemon.stop();
+    assert!(status.success(), "{status}\n{stderr}");
+}
+
+/// The seeds' command line: numeric tracefs ids.
+#[test]
+fn numeric_tracepoint_ids() {
+    require_privileged!();
+    let events = common::ensure_tracefs().join("events");
+    let ids: Vec<String> = [
+        "irq/softirq_entry",
+        "irq_vectors/local_timer_entry",
+        "sched/sched_switch",
+    ]
+    .iter()
+    .map(|tp| {
+        std::fs::read_to_string(events.join(tp).join("id"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    })
+    .collect();
+    let dir = TempDir::new("numeric");
+    let path = dir.join("pub");
+    let args: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let daemon = Daemon::start(&path, &args);
+    for name in ["softirq_entry", "local_timer_entry", "sched_switch"] {
+        assert!(daemon
+            .stderr
+            .text()
+            .contains(&format!("raw tracepoint {name}.")));
+    }
+    View::open(&path).wait_past(monotonic_ns(), GENEROUS);
+    let (status, stderr) = daemon.stop();
+    assert!(status.success(), "{status}\n{stderr}");
+}
+
+#[test]
+fn sigint_stops_cleanly_and_restart_continues() {
+    require_privileged!();
+    let dir = TempDir::new("restart");
+    let path = dir.join("pub");
+    let mut daemon = Daemon::start(&path, &[]);
+    let view = View::open(&path);
+    view.wait_past(monotonic_ns(), GENEROUS);
+    daemon.signal(nix::sys::signal::Signal::SIGINT);
+    assert!(daemon.wait(GENEROUS).success(), "{}", daemon.stderr.text());
+    let ns = view.load(word::LAST_INTERRUPT_NS);
+    let vtime = view.load(word::VTIME);
+    assert_eq!(view.load(word::STATE), layout::STATE_STOPPED);
+
+    let daemon = Daemon::start(&path, &[]);
+    assert_eq!(view.load(word::GENERATION), 2);
+    assert!(view.load(word::LAST_INTERRUPT_NS) >= ns);
+    assert!(view.load(word::VTIME) >= vtime);
+    view.wait_past(monotonic_ns(), GENEROUS);
+    let (status, stderr) = daemon.stop();
+    assert!(status.success(), "{status}\n{stderr}");
+}
+
+fn assert_fails(args: &[&str], code: i32, needle: &str) -> String {
+    let (status, stderr) = common::run_barrierd(args, GENEROUS);
+    assert_eq!(status.code(), Some(code), "{args:?}: {status}\n{stderr}");
+    assert!(
+        stderr.contains(needle),
+        "{args:?}: expected {needle:?} in:\n{stderr}"
+    );
+    stderr
+}
+
+#[test]
+fn bad_tracepoints_are_refused() {
+    require_privileged!();
+    let dir = TempDir::new("badtp");
+    let path = dir.join("pub");
+    let path = path.to_str().unwrap();
+    assert_fails(&[path, "sched_switch"], 1, "expected group/name");
+    assert_fails(
+        &[path, "nosuch/no_such_tracepoint"],
+        1,
+        "no_such_tracepoint",
+    );
+    common::ensure_tracefs();
+    assert_fails(&[path, "4294967"], 1, "no tracepoint has id 4294967");
+}
+
+#[test]
+fn numeric_id_without_tracefs_says_how_to_mount_it() {
+    require_privileged!();
+    let dir = TempDir::new("notracefs");
+    let path = dir.join("pub");
+    // A private mount namespace in which tracefs is not mounted anywhere.
+    let output = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg("umount /sys/kernel/tracing 2>/dev/null; umount /sys/kernel/debug/tracing 2>/dev/null; exec \"$0\" \"$@\"")
+        .arg(common::barrierd_bin())
+        .arg(&path)
+        .arg("316")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("mount -t tracefs nodev /sys/kernel/tracing"),
+        "{stderr}"
+    );
+    assert!(!path.exists());
+}
+
+#[test]
+fn missing_helper_is_refused() {
+    require_privileged!();
+    let dir = TempDir::new("nohelper");
+    let path = dir.join("pub");
+    assert_fails(
+        &[
+            path.to_str().unwrap(),
+            "--helper",
+            "/nonexistent/barrierd-helper",
+        ],
+        1,
+        "helper /nonexistent/barrierd-helper not found",
+    );
+    assert!(!path.exists(), "a refused start must not create the file");
+}
+
+#[test]
+fn non_root_start_is_refused() {
+    require_privileged!();
+    let dir = TempDir::new("nonroot");
+    let path = dir.join("pub");
+    let output = std::process::Command::new(common::barrierd_bin())
+        .arg(&path)
+        .env_clear()
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("must be started as root"), "{stderr}");
+    assert!(!path.exists());
+}
+
+#[test]
+fn bad_command_line_exits_2() {
+    let (status, stderr) = common::run_barrierd(&[], GENEROUS);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("Usage"), "{stderr}");
+}
