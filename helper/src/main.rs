@@ -38,7 +38,9 @@ enum Error {
     BadName(String),
     #[error("fd {SOCKET_FD} is not the socket barrierd passes: {0}")]
     Socket(#[source] IpcError),
-    #[error("reading the possible CPUs: {0}")]
+    #[error("running once on every online CPU: {0}")]
+    Visit(#[source] io::Error),
+    #[error("reading the possible or online CPUs: {0}")]
     PossibleCpus(#[source] io::Error),
     #[error("{0} possible CPUs exceed the supported {MAX_CPUS}")]
     TooManyCpus(usize),
@@ -105,17 +107,32 @@ fn run() -> Result<Infallible, Error> {
         .open(&mut storage)
         .map_err(bpf("opening the BPF object"))?;
     let mut skel = open.load().map_err(bpf("loading the BPF program"))?;
-    let _links = tracepoints
-        .iter()
-        .map(|name| {
+    // Idle tracking is always on, and it already records every context
+    // switch: attaching the generic program to sched_switch too would only
+    // run twice per switch.
+    let mut links = vec![skel
+        .progs
+        .on_sched_switch
+        .attach()
+        .map_err(bpf("attaching idle tracking to sched_switch"))?];
+    for name in tracepoints.iter().filter(|name| *name != "sched_switch") {
+        links.push(
             skel.progs
                 .on_kernel_entry
                 .attach_raw_tracepoint(name)
-                .map_err(bpf(format!("attaching to raw tracepoint {name:?}")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+                .map_err(bpf(format!("attaching to raw tracepoint {name:?}")))?,
+        );
+    }
     let bss = skel.maps.bss_data.take().ok_or(Error::BssNotMapped)?;
     let mut timestamps = Timestamps::new(bss, ncpu);
+    let online = barrierd_privsep::cpus::online_cpus().map_err(Error::PossibleCpus)?;
+    for cpu in (0..ncpu).filter(|cpu| !online.contains(cpu)) {
+        timestamps.mark_idle(cpu);
+    }
+    // A CPU idle since before we attached would hold the minimum at 0 until
+    // its next interrupt: running on each one once makes it switch (and
+    // record whether it is idle) now.
+    policy::visit(&online).map_err(Error::Visit)?;
     let mut ring = RingBufferBuilder::new();
     ring.add(&skel.maps.wakeups, |_| 0)
         .map_err(bpf("adding the wake-up ring buffer"))?;
@@ -136,6 +153,7 @@ fn run() -> Result<Infallible, Error> {
         &policy::steady_state(SOCKET_FD, epoll.as_raw_fd()),
     )?;
 
+    let _links = links;
     serve(&mut publisher, &mut timestamps, &ring, epoll.as_fd())
 }
 

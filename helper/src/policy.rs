@@ -19,6 +19,8 @@ pub fn steady_state(socket: RawFd, epoll: RawFd) -> Vec<Allow> {
             "sendto",
             [fd(socket), Arg::Eq(3, libc::MSG_NOSIGNAL as u64)],
         ),
+        // The vDSO's fallback when the clock source has no fast path.
+        Allow::any("clock_gettime"),
         // Error messages and the SIGSYS reporter, to stderr only.
         Allow::when("write", [fd(2)]),
         // Rust's std locks (stderr) use private futexes if ever contended.
@@ -113,4 +115,32 @@ pub fn exit_now(status: i32) -> ! {
     // SAFETY: _exit is always safe to call; nothing needs flushing (stderr is
     // unbuffered and all messages are sent).
     unsafe { libc::_exit(status) }
+}
+
+/// Runs the calling thread once on each of `cpus`, then restores its
+/// affinity: each CPU context-switches to us and back.
+pub fn visit(cpus: &[usize]) -> io::Result<()> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set.
+    let mut original: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::cpu_set_t>();
+    // SAFETY: `original` is valid for writes of `size` bytes.
+    if unsafe { libc::sched_getaffinity(0, size, &mut original) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    for &cpu in cpus {
+        // SAFETY: as above; CPU_SET only writes inside the set (ids beyond
+        // its capacity are ignored by the macro's bounds check).
+        let mut one: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        unsafe { libc::CPU_SET(cpu, &mut one) };
+        // SAFETY: `one` is a valid cpu_set_t of `size` bytes. On return we
+        // run on `cpu`.
+        if unsafe { libc::sched_setaffinity(0, size, &one) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    // SAFETY: restoring the set read above.
+    if unsafe { libc::sched_setaffinity(0, size, &original) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
