@@ -1,0 +1,358 @@
+//! A validated, read-only mapping of a barrierd file: accessors, waits and the
+//! heavy barrier through the daemon.
+
+use std::fs::OpenOptions;
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{fence, Ordering};
+use std::time::Duration;
+
+use crate::layout::{self, word};
+use crate::sys::{self, Mapping};
+use crate::wait::{self, Liveness, WaitError, Words};
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("{path}: daemon not running (no such file): start `barrierd {path}` as root, or check the path", path = path.display())]
+    NoFile { path: PathBuf },
+    #[error("{path}: not a regular file, so not a barrierd file; check the path", path = path.display())]
+    NotRegular { path: PathBuf },
+    #[error("{path}: not a barrierd file ({why}); check the path", path = path.display())]
+    NotBarrierd { path: PathBuf, why: &'static str },
+    #[error("{path}: barrierd file format version {found}, this client reads version {expected}; use a client and a daemon of the same format", path = path.display())]
+    Version {
+        path: PathBuf,
+        found: u64,
+        expected: u64,
+    },
+    #[error("{path}: {len} bytes cannot hold the {ncpu} CPU records its header announces; restart barrierd (with --force) to rewrite it", path = path.display())]
+    TooShort { path: PathBuf, ncpu: u64, len: u64 },
+    #[error("{path}: daemon not running ({liveness}): start `barrierd {path}` as root{retry}", path = path.display(), retry = if *liveness == Liveness::Starting { ", or retry in a moment" } else { "" })]
+    NotRunning { path: PathBuf, liveness: Liveness },
+    #[error("{path}: {source}", path = path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A barrier started at a CLOCK_MONOTONIC time: complete once every CPU has
+/// entered the kernel after it (see [`Barrierd::heavy_barrier`]).
+///
+/// Splitting [`Barrierd::heavy_barrier`] into [`BarrierTicket::begin`] and
+/// [`Barrierd::try_complete`] lets a caller that must not block (an async
+/// task, a reclamation queue) start barriers early and poll them later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BarrierTicket {
+    t_ns: u64,
+}
+
+impl BarrierTicket {
+    /// Orders this thread's earlier stores before the barrier (a full fence:
+    /// they are globally visible before the clock is read), then takes the
+    /// time. One `clock_gettime` (vDSO, no syscall).
+    pub fn begin() -> BarrierTicket {
+        fence(Ordering::SeqCst);
+        BarrierTicket {
+            t_ns: sys::monotonic_ns(),
+        }
+    }
+
+    /// The CLOCK_MONOTONIC ns the barrier waits past.
+    pub fn time_ns(self) -> u64 {
+        self.t_ns
+    }
+}
+
+/// An open barrierd file: a read-only shared mapping, validated.
+///
+/// Cheap to share between threads (`&Barrierd` is all any method needs).
+/// The daemon may stop and start again on the same file while it is mapped:
+/// waits then fail with [`WaitError::NotRunning`] in the meantime and work
+/// again afterwards. A daemon started on a *new* file at the same path is
+/// not seen through an old mapping: open the path again. As with any mapped
+/// file, shrinking it under the mapping would make reads fault (SIGBUS);
+/// the daemon only resizes a file when the machine's CPU count changed.
+#[derive(Debug)]
+pub struct Barrierd {
+    map: Mapping,
+    path: PathBuf,
+    ncpu: usize,
+}
+
+impl Barrierd {
+    /// Maps and validates `path`, and checks that a daemon is publishing to
+    /// it (one `fcntl` probe of its lock).
+    pub fn open(path: impl AsRef<Path>) -> Result<Barrierd, OpenError> {
+        let barrierd = Self::open_even_if_stopped(path)?;
+        match barrierd.liveness() {
+            Liveness::Running => Ok(barrierd),
+            liveness => Err(OpenError::NotRunning {
+                path: barrierd.path,
+                liveness,
+            }),
+        }
+    }
+
+    /// Maps and validates `path` whether or not a daemon publishes to it: for
+    /// inspecting a stopped file, or for waiting until a daemon (re)starts.
+    pub fn open_even_if_stopped(path: impl AsRef<Path>) -> Result<Barrierd, OpenError> {
+        let path = path.as_ref();
+        let io_error = |source: io::Error| OpenError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let not_barrierd = |why| OpenError::NotBarrierd {
+            path: path.to_owned(),
+            why,
+        };
+        // O_NONBLOCK: opening a FIFO put at PATH must not hang.
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|source| match source.kind() {
+                io::ErrorKind::NotFound => OpenError::NoFile {
+                    path: path.to_owned(),
+                },
+                _ => io_error(source),
+            })?;
+        let metadata = file.metadata().map_err(io_error)?;
+        if !metadata.is_file() {
+            return Err(OpenError::NotRegular {
+                path: path.to_owned(),
+            });
+        }
+        let len = metadata.len();
+        if len < layout::HEADER_BYTES as u64 {
+            return Err(not_barrierd(
+                "shorter than a header; if barrierd is just starting, retry",
+            ));
+        }
+        let map_len = usize::try_from(len)
+            .map_err(|_| io_error(io::Error::from_raw_os_error(libc::EFBIG)))?;
+        let map = Mapping::new(file, map_len).map_err(io_error)?;
+        // The daemon stores the magic word last, with release: once we see
+        // it, the version and CPU count are the ones it wrote.
+        if map.load(word::MAGIC) != layout::MAGIC {
+            return Err(not_barrierd(
+                "no barrierd magic word; if barrierd is just starting, retry",
+            ));
+        }
+        let found = map.load(word::FORMAT_VERSION);
+        if found != layout::FORMAT_VERSION {
+            return Err(OpenError::Version {
+                path: path.to_owned(),
+                found,
+                expected: layout::FORMAT_VERSION,
+            });
+        }
+        let ncpu = map.load(word::NCPU);
+        if ncpu == 0 {
+            return Err(not_barrierd("its header announces no CPUs"));
+        }
+        // Divides rather than multiplies: `ncpu` can be anything.
+        let fits = (map_len - layout::HEADER_BYTES) / (layout::PER_CPU_WORDS * 8);
+        let ncpu =
+            usize::try_from(ncpu)
+                .ok()
+                .filter(|&n| n <= fits)
+                .ok_or(OpenError::TooShort {
+                    path: path.to_owned(),
+                    ncpu,
+                    len,
+                })?;
+        Ok(Barrierd {
+            map,
+            path: path.to_owned(),
+            ncpu,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Number of per-CPU records.
+    pub fn ncpu(&self) -> usize {
+        self.ncpu
+    }
+
+    /// Whether a daemon publishes to the file now. A syscall (a lock probe):
+    /// for slow paths and diagnostics, not for every barrier.
+    pub fn liveness(&self) -> Liveness {
+        Liveness::of(self)
+    }
+
+    /// Minimum over CPUs of their `last_interrupt_ns`: every CPU has entered
+    /// the kernel at or after this CLOCK_MONOTONIC time.
+    pub fn last_interrupt_ns(&self) -> u64 {
+        self.map.load(word::LAST_INTERRUPT_NS)
+    }
+
+    /// The virtual time counter; see [`Barrierd::wait_vtime`].
+    pub fn vtime(&self) -> u64 {
+        self.map.load(word::VTIME)
+    }
+
+    /// Minimum over CPUs of their `last_interrupt_vtime`.
+    pub fn last_interrupt_vtime(&self) -> u64 {
+        self.map.load(word::LAST_INTERRUPT_VTIME)
+    }
+
+    /// CPU `cpu`'s latest published kernel entry, or `None` past
+    /// [`Barrierd::ncpu`].
+    pub fn cpu_last_interrupt_ns(&self, cpu: usize) -> Option<u64> {
+        (cpu < self.ncpu).then(|| self.map.load(layout::cpu_ns_word(cpu)))
+    }
+
+    /// The vtime in force when CPU `cpu`'s latest published entry happened.
+    pub fn cpu_last_interrupt_vtime(&self, cpu: usize) -> Option<u64> {
+        (cpu < self.ncpu).then(|| self.map.load(layout::cpu_vtime_word(cpu)))
+    }
+
+    /// How many times a daemon has started publishing into this file.
+    pub fn generation(&self) -> u64 {
+        self.map.load(word::GENERATION)
+    }
+
+    /// The publishing daemon's pid, in its pid namespace (informational).
+    pub fn daemon_pid(&self) -> u64 {
+        self.map.load(word::DAEMON_PID)
+    }
+
+    /// Has every CPU entered the kernel after CLOCK_MONOTONIC time `t_ns`?
+    /// The fast path: one load and a compare, no syscall. A `true` stays
+    /// true. Follow it with an acquire fence before relying on other
+    /// threads' stores, or use [`Barrierd::try_complete`], which does.
+    #[inline]
+    pub fn passed_ns(&self, t_ns: u64) -> bool {
+        self.map.load(word::LAST_INTERRUPT_NS) > t_ns
+    }
+
+    /// Has every CPU entered the kernel after vtime `v` ended, i.e. after
+    /// any read of `vtime() == v`? One load, no syscall.
+    #[inline]
+    pub fn passed_vtime(&self, v: u64) -> bool {
+        self.map.load(word::LAST_INTERRUPT_VTIME) > v
+    }
+
+    /// Waits until [`Barrierd::last_interrupt_ns`] exceeds `t_ns`; returns
+    /// the value seen.
+    ///
+    /// Sleeps on the word's futex between checks, in slices of at most
+    /// [`crate::PROBE_INTERVAL`], after each of which it re-checks the word
+    /// and the daemon's lock. So it fails with [`WaitError::NotRunning`] at
+    /// once if the daemon stops cleanly and within a slice if it dies, and
+    /// with [`WaitError::TimedOut`] after `timeout`. Blocks the calling
+    /// thread: in async code, poll [`Barrierd::passed_ns`] instead, or call
+    /// this from a blocking-task pool.
+    pub fn wait_ns(&self, t_ns: u64, timeout: Duration) -> Result<u64, WaitError> {
+        wait::wait_above(self, word::LAST_INTERRUPT_NS, t_ns, timeout)
+    }
+
+    /// Waits until [`Barrierd::last_interrupt_vtime`] exceeds `v`: then every
+    /// CPU has entered the kernel after vtime `v + 1` was published, hence
+    /// after any read of `vtime() == v`. Coarser than [`Barrierd::wait_ns`]
+    /// (vtime advances once per update pass), and its progress depends on
+    /// the daemon's passes; use it to tag items cheaply, not to bound
+    /// latency. Fails as [`Barrierd::wait_ns`] does.
+    pub fn wait_vtime(&self, v: u64, timeout: Duration) -> Result<u64, WaitError> {
+        wait::wait_above(self, word::LAST_INTERRUPT_VTIME, v, timeout)
+    }
+
+    /// Completes `ticket` if every CPU has passed it, without blocking:
+    /// when `true`, the guarantees of [`Barrierd::heavy_barrier`] hold.
+    #[inline]
+    pub fn try_complete(&self, ticket: BarrierTicket) -> bool {
+        let passed = self.passed_ns(ticket.t_ns);
+        if passed {
+            fence(Ordering::Acquire);
+        }
+        passed
+    }
+
+    /// Waits for `ticket` as [`Barrierd::wait_ns`] does; on success the
+    /// guarantees of [`Barrierd::heavy_barrier`] hold.
+    pub fn complete(&self, ticket: BarrierTicket, timeout: Duration) -> Result<(), WaitError> {
+        self.wait_ns(ticket.t_ns, timeout)?;
+        fence(Ordering::Acquire);
+        Ok(())
+    }
+
+    /// The heavy side of an asymmetric barrier: [`BarrierTicket::begin`]
+    /// (a full fence, then T = CLOCK_MONOTONIC), wait until every CPU has
+    /// entered the kernel after T, then an acquire fence.
+    ///
+    /// # What is guaranteed
+    ///
+    /// When it returns `Ok`, every CPU has entered the kernel after T, or was
+    /// seen idle in the kernel after T (idle and offline CPUs run no user
+    /// code, so they count as up to date). The daemon records each entry, and
+    /// each return from idle, with a fully ordered atomic exchange from BPF,
+    /// on that CPU, which also drains its store buffer. Hence, for every
+    /// thread L of every process on the machine:
+    ///
+    /// - every store that L executed before its CPU's first kernel entry
+    ///   after T is visible to the caller after this returns;
+    /// - every store the caller made before calling this is visible to
+    ///   everything L runs after that kernel entry.
+    ///
+    /// # Pairing with the light side
+    ///
+    /// The light side needs no instruction at all: a [`crate::light_barrier`]
+    /// (a compiler fence) keeps the compiler from moving its accesses across
+    /// it, and the CPU's own reordering is what the heavy side covers. The
+    /// classic use, Dekker-style, is
+    ///
+    /// ```text
+    /// light thread:  store A; light_barrier(); load B
+    /// heavy thread:  store B; heavy_barrier(); load A
+    /// ```
+    ///
+    /// after which at least one of the two loads sees the other's store: if
+    /// the light load of B missed the heavy store of B, it ran before T (the
+    /// heavy store was globally visible before T was read), so the light
+    /// store of A preceded the light CPU's first kernel entry after T, and
+    /// the heavy load of A sees it.
+    ///
+    /// # Assumptions
+    ///
+    /// x86-64 with an invariant, synchronised TSC as the CLOCK_MONOTONIC
+    /// clocksource (so that times read on different CPUs order events the
+    /// way memory does), and a daemon attached to events frequent enough on
+    /// busy CPUs for the latency you need (by default the scheduler tick, a
+    /// few milliseconds). ARCHITECTURE.md ("Why a published timestamp is
+    /// safe") has the full argument.
+    ///
+    /// # Errors
+    ///
+    /// As [`Barrierd::wait_ns`]; on error nothing is guaranteed.
+    pub fn heavy_barrier(&self, timeout: Duration) -> Result<(), WaitError> {
+        self.complete(BarrierTicket::begin(), timeout)
+    }
+}
+
+impl Words for Barrierd {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn load(&self, index: usize) -> u64 {
+        self.map.load(index)
+    }
+
+    fn futex_wait(&self, index: usize, expected: u32, timeout_ns: u64) {
+        self.map.futex_wait(index, expected, timeout_ns);
+    }
+
+    fn lock_held(&self) -> bool {
+        self.map.lock_held()
+    }
+
+    fn now_ns(&self) -> u64 {
+        sys::monotonic_ns()
+    }
+}
