@@ -46,4 +46,210 @@ struct barrierd_mapped_data {
 	struct barrierd_per_cpu per_cpu[];	/* at byte 128 */
 };
 
+/*
+ * Optional helpers, mirroring the Rust client (client/src): open and
+ * validate, liveness, futex waits, the heavy barrier. They need GCC or
+ * Clang (__atomic builtins) and glibc's default feature macros (syscall,
+ * clock_gettime); define BARRIERD_NO_HELPERS to get the layout alone.
+ *
+ * Liveness: a running daemon keeps state == BARRIERD_STATE_RUNNING and holds
+ * an OFD read lock on the whole file for its life. A clean stop sets state
+ * to STOPPED and wakes every futex word; SIGKILL leaves state RUNNING but
+ * the kernel drops the lock, which F_OFD_GETLK (from a read-only
+ * descriptor, taking nothing) reveals. Waits probe the lock once per slice
+ * of BARRIERD_PROBE_NS, never on the fast path.
+ */
+#ifndef BARRIERD_NO_HELPERS
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef F_OFD_GETLK
+#define F_OFD_GETLK 36	/* glibc declares it only with _GNU_SOURCE */
+#endif
+
+/* Longest futex sleep between re-checks (lost wake-ups, dead daemon). */
+#define BARRIERD_PROBE_NS 100000000ULL
+
+enum barrierd_status {
+	BARRIERD_OK = 0,
+	BARRIERD_ERR_SYSTEM = -1,	/* see errno */
+	BARRIERD_ERR_NOT_BARRIERD = -2,	/* no magic word, or too short */
+	BARRIERD_ERR_VERSION = -3,	/* other format_version */
+	BARRIERD_ERR_NOT_RUNNING = -4,	/* no daemon publishes to the file */
+	BARRIERD_ERR_TIMEOUT = -5,
+};
+
+struct barrierd_client {
+	const struct barrierd_mapped_data *data;
+	size_t size;
+	int fd;
+};
+
+static inline const char *barrierd_strerror(int status)
+{
+	switch (status) {
+	case BARRIERD_OK: return "success";
+	case BARRIERD_ERR_SYSTEM: return strerror(errno);
+	case BARRIERD_ERR_NOT_BARRIERD: return "not a barrierd file; check the path";
+	case BARRIERD_ERR_VERSION: return "barrierd file of another format version";
+	case BARRIERD_ERR_NOT_RUNNING: return "daemon not running: start barrierd PATH as root";
+	case BARRIERD_ERR_TIMEOUT: return "timed out with the daemon running: retry, or raise the timeout";
+	default: return "unknown barrierd status";
+	}
+}
+
+/* Every read of the mapping goes through an atomic load. */
+static inline uint64_t barrierd_load(const uint64_t *word)
+{
+	return __atomic_load_n(word, __ATOMIC_ACQUIRE);
+}
+
+static inline uint64_t barrierd_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* 1 if a daemon publishes to the file: state RUNNING and its lock held. */
+static inline int barrierd_running(const struct barrierd_client *c)
+{
+	struct flock lock;
+
+	if (barrierd_load(&c->data->state) != BARRIERD_STATE_RUNNING)
+		return 0;
+	memset(&lock, 0, sizeof(lock));	/* F_OFD_GETLK requires l_pid == 0 */
+	lock.l_type = F_WRLCK;
+	lock.l_whence = SEEK_SET;
+	/* If the probe itself fails, trust the state word. */
+	return fcntl(c->fd, F_OFD_GETLK, &lock) != 0 || lock.l_type != F_UNLCK;
+}
+
+static inline void barrierd_close(struct barrierd_client *c)
+{
+	if (c->data != NULL)
+		munmap((void *)c->data, c->size);
+	if (c->fd >= 0)
+		close(c->fd);
+	c->data = NULL;
+	c->fd = -1;
+}
+
+/* Maps PATH read-only, validates it and checks that a daemon runs. */
+static inline int barrierd_open(struct barrierd_client *c, const char *path)
+{
+	struct stat st;
+	uint64_t magic, ncpu;
+	void *map;
+	int status = BARRIERD_ERR_NOT_BARRIERD, saved_errno;
+
+	c->data = NULL;
+	c->fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (c->fd < 0)
+		return BARRIERD_ERR_SYSTEM;
+	if (fstat(c->fd, &st) != 0) {
+		status = BARRIERD_ERR_SYSTEM;
+		goto fail;
+	}
+	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size < sizeof(*c->data))
+		goto fail;
+	c->size = (size_t)st.st_size;
+	map = mmap(NULL, c->size, PROT_READ, MAP_SHARED, c->fd, 0);
+	if (map == MAP_FAILED) {
+		status = BARRIERD_ERR_SYSTEM;
+		goto fail;
+	}
+	c->data = (const struct barrierd_mapped_data *)map;
+	/* The magic is stored last: once seen, the other words are valid. */
+	magic = barrierd_load(&c->data->magic);
+	if (memcmp(&magic, BARRIERD_MAGIC_BYTES, sizeof(magic)) != 0)
+		goto fail;
+	status = BARRIERD_ERR_VERSION;
+	if (barrierd_load(&c->data->format_version) != BARRIERD_FORMAT_VERSION)
+		goto fail;
+	status = BARRIERD_ERR_NOT_BARRIERD;
+	ncpu = barrierd_load(&c->data->ncpu);
+	if (ncpu == 0 || ncpu > (c->size - sizeof(*c->data)) / sizeof(c->data->per_cpu[0]))
+		goto fail;
+	status = BARRIERD_ERR_NOT_RUNNING;
+	if (!barrierd_running(c))
+		goto fail;
+	return BARRIERD_OK;
+fail:
+	saved_errno = errno;
+	barrierd_close(c);
+	errno = saved_errno;
+	return status;
+}
+
+/*
+ * Waits until *word (a futex word of the mapping, e.g.
+ * &c->data->last_interrupt_ns) exceeds target. Sleeps on its low 32-bit
+ * half in slices of at most BARRIERD_PROBE_NS: a change by a multiple of
+ * 2^32 between the load and the sleep is invisible to the futex, and a dead
+ * daemon wakes nobody.
+ */
+static inline int barrierd_wait(const struct barrierd_client *c, const uint64_t *word,
+				uint64_t target, uint64_t timeout_ns)
+{
+	uint64_t now = barrierd_now_ns();
+	uint64_t deadline = now + timeout_ns < now ? UINT64_MAX : now + timeout_ns;
+	uint64_t next_probe = now + BARRIERD_PROBE_NS;
+	const uint32_t *half = (const uint32_t *)word +
+		(__BYTE_ORDER__ == __ORDER_BIG_ENDIAN__);
+
+	for (;;) {
+		uint64_t value = barrierd_load(word), slice;
+		struct timespec ts;
+
+		if (value > target)
+			return BARRIERD_OK;
+		if (barrierd_load(&c->data->state) != BARRIERD_STATE_RUNNING)
+			return BARRIERD_ERR_NOT_RUNNING;
+		now = barrierd_now_ns();
+		if (now >= next_probe) {
+			if (!barrierd_running(c))
+				return BARRIERD_ERR_NOT_RUNNING;
+			next_probe = now + BARRIERD_PROBE_NS;
+		}
+		if (now >= deadline)
+			return BARRIERD_ERR_TIMEOUT;
+		slice = (deadline < next_probe ? deadline : next_probe) - now;
+		ts.tv_sec = (time_t)(slice / 1000000000ULL);
+		ts.tv_nsec = (long)(slice % 1000000000ULL);
+		/* Shared (not FUTEX_PRIVATE_FLAG): the waker is the daemon. */
+		syscall(SYS_futex, half, FUTEX_WAIT, (uint32_t)value, &ts, NULL, 0);
+	}
+}
+
+/*
+ * The heavy side of an asymmetric barrier: full fence, T = now, wait until
+ * every CPU entered the kernel after T, acquire fence. On BARRIERD_OK, the
+ * stores any thread made before its CPU's first kernel entry after T are
+ * visible, and ours are visible to what it runs after that entry; the light
+ * side needs only a compiler fence, __atomic_signal_fence(__ATOMIC_SEQ_CST).
+ * See ARCHITECTURE.md ("Why a published timestamp is safe") for the
+ * argument and its assumptions (x86-64, TSC clocksource).
+ */
+static inline int barrierd_heavy_barrier(const struct barrierd_client *c, uint64_t timeout_ns)
+{
+	int status;
+
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	status = barrierd_wait(c, &c->data->last_interrupt_ns, barrierd_now_ns(), timeout_ns);
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	return status;
+}
+
+#endif /* !BARRIERD_NO_HELPERS */
+
 #endif /* !BARRIERD_H */
