@@ -1,0 +1,495 @@
+//! The client library, the C header and the C examples against files this
+//! test writes itself, with the test standing in for the daemon (it holds the
+//! liveness lock, or not). No root needed.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use barrierd_client::layout::{self, word};
+use barrierd_client::{
+    Barrier, BarrierError, Barrierd, Fallback, Liveness, OpenError, Via, WaitError, Why,
+};
+use common::TempDir;
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Compiles a C program against include/barrierd.h as the README says
+/// users do, with warnings as errors.
+fn compile_c(source: &Path, output: &Path) {
+    let status = Command::new("cc")
+        .args(["-Wall", "-Wextra", "-Werror", "-O2", "-I"])
+        .arg(repo().join("include"))
+        .arg(source)
+        .arg("-o")
+        .arg(output)
+        .status()
+        .expect("running cc (install gcc: scripts/setup)");
+    assert!(status.success(), "cc {} failed", source.display());
+}
+
+/// "name value" lines into a map.
+fn parse_pairs(text: &str) -> BTreeMap<String, u64> {
+    text.lines()
+        .map(|line| {
+            let (name, value) = line.split_once(' ').expect("name value");
+            (name.to_owned(), value.parse().expect("a number"))
+        })
+        .collect()
+}
+
+/// A file in the daemon's format, with the test playing the daemon.
+struct FakeDaemon {
+    path: PathBuf,
+    file: File,
+    /// The liveness lock, held while `Some`.
+    lock: Option<File>,
+}
+
+impl FakeDaemon {
+    /// A running daemon's file with distinct, recognisable words.
+    fn running(path: &Path, ncpu: u64) -> FakeDaemon {
+        let mut words = vec![0u64; 4096 / 8];
+        words[word::NCPU] = ncpu;
+        words[word::VTIME] = 1_000;
+        words[word::LAST_INTERRUPT_VTIME] = 990;
+        words[word::MAGIC] = layout::MAGIC;
+        words[word::FORMAT_VERSION] = layout::FORMAT_VERSION;
+        words[word::STATE] = layout::STATE_RUNNING;
+        words[word::GENERATION] = 7;
+        words[word::DAEMON_PID] = 4242;
+        for cpu in 0..ncpu as usize {
+            words[layout::cpu_ns_word(cpu)] = 5_000_000_000 + 1_000 * cpu as u64;
+            words[layout::cpu_vtime_word(cpu)] = 990 + cpu as u64;
+        }
+        words[word::LAST_INTERRUPT_NS] = 5_000_000_000;
+        let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_ne_bytes()).collect();
+        std::fs::write(path, bytes).unwrap();
+        let file = File::options().read(true).write(true).open(path).unwrap();
+        let mut fake = FakeDaemon {
+            path: path.to_owned(),
+            file,
+            lock: None,
+        };
+        fake.lock();
+        fake
+    }
+
+    fn set(&self, index: usize, value: u64) {
+        self.file
+            .write_all_at(&value.to_ne_bytes(), index as u64 * 8)
+            .unwrap();
+    }
+
+    /// Takes the daemon's OFD read lock on a descriptor of its own.
+    fn lock(&mut self) {
+        let file = File::open(&self.path).unwrap();
+        let lock = libc::flock {
+            l_type: libc::F_RDLCK as libc::c_short,
+            l_whence: libc::SEEK_SET as libc::c_short,
+            l_start: 0,
+            l_len: 0,
+            l_pid: 0,
+        };
+        nix::fcntl::fcntl(file.as_fd(), nix::fcntl::FcntlArg::F_OFD_SETLK(&lock)).unwrap();
+        self.lock = Some(file);
+    }
+
+    /// As SIGKILL would: the lock goes, the state word stays RUNNING.
+    fn kill(&mut self) {
+        self.lock = None;
+    }
+
+    /// As a clean stop would, but without the futex wake-up.
+    fn stop(&mut self) {
+        self.set(word::STATE, layout::STATE_STOPPED);
+        self.lock = None;
+    }
+}
+
+#[test]
+fn header_layout_matches_the_rust_layout() {
+    let dir = TempDir::new("client-layout");
+    let source = dir.join("layout.c");
+    std::fs::write(
+        &source,
+        r#"
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include "barrierd.h"
+#define HEADER(f) printf(#f " %zu\n", offsetof(struct barrierd_mapped_data, f))
+#define PER_CPU(f) printf("per_cpu." #f " %zu\n", offsetof(struct barrierd_per_cpu, f))
+int main(void)
+{
+	uint64_t magic;
+
+	HEADER(ncpu); HEADER(vtime); HEADER(last_interrupt_ns);
+	HEADER(last_interrupt_vtime); HEADER(magic); HEADER(format_version);
+	HEADER(state); HEADER(generation); HEADER(daemon_pid); HEADER(reserved);
+	HEADER(per_cpu);
+	PER_CPU(last_interrupt_ns); PER_CPU(last_interrupt_vtime);
+	printf("sizeof_header %zu\n", sizeof(struct barrierd_mapped_data));
+	printf("sizeof_per_cpu %zu\n", sizeof(struct barrierd_per_cpu));
+	printf("sizeof_reserved %zu\n", sizeof(((struct barrierd_mapped_data *)0)->reserved));
+	memcpy(&magic, BARRIERD_MAGIC_BYTES, sizeof(magic));
+	printf("magic_value %llu\n", (unsigned long long)magic);
+	printf("format_version_value %d\n", BARRIERD_FORMAT_VERSION);
+	printf("state_stopped %d\n", BARRIERD_STATE_STOPPED);
+	printf("state_running %d\n", BARRIERD_STATE_RUNNING);
+	printf("probe_ns %llu\n", BARRIERD_PROBE_NS);
+	return 0;
+}
+"#,
+    )
+    .unwrap();
+    let binary = dir.join("layout");
+    compile_c(&source, &binary);
+    let output = Command::new(&binary).output().unwrap();
+    assert!(output.status.success());
+    let c = parse_pairs(&String::from_utf8(output.stdout).unwrap());
+
+    let per_cpu = layout::PER_CPU_WORDS * 8;
+    let rust: BTreeMap<String, u64> = [
+        ("ncpu", word::NCPU * 8),
+        ("vtime", word::VTIME * 8),
+        ("last_interrupt_ns", word::LAST_INTERRUPT_NS * 8),
+        ("last_interrupt_vtime", word::LAST_INTERRUPT_VTIME * 8),
+        ("magic", word::MAGIC * 8),
+        ("format_version", word::FORMAT_VERSION * 8),
+        ("state", word::STATE * 8),
+        ("generation", word::GENERATION * 8),
+        ("daemon_pid", word::DAEMON_PID * 8),
+        ("reserved", (word::DAEMON_PID + 1) * 8),
+        (
+            "sizeof_reserved",
+            layout::HEADER_BYTES - (word::DAEMON_PID + 1) * 8,
+        ),
+        ("per_cpu", layout::HEADER_BYTES),
+        ("sizeof_header", layout::HEADER_BYTES),
+        ("per_cpu.last_interrupt_ns", 0),
+        (
+            "per_cpu.last_interrupt_vtime",
+            (layout::cpu_vtime_word(0) - layout::cpu_ns_word(0)) * 8,
+        ),
+        ("sizeof_per_cpu", per_cpu),
+        (
+            "probe_ns",
+            barrierd_client::PROBE_INTERVAL.as_nanos() as usize,
+        ),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_owned(), value as u64))
+    .chain([
+        ("magic_value".to_owned(), layout::MAGIC),
+        ("format_version_value".to_owned(), layout::FORMAT_VERSION),
+        ("state_stopped".to_owned(), layout::STATE_STOPPED),
+        ("state_running".to_owned(), layout::STATE_RUNNING),
+    ])
+    .collect();
+    assert_eq!(c, rust);
+    assert_eq!(
+        layout::cpu_ns_word(1) - layout::cpu_ns_word(0),
+        layout::PER_CPU_WORDS
+    );
+    assert_eq!(layout::file_bytes(3), layout::HEADER_BYTES + 3 * per_cpu);
+}
+
+#[test]
+fn c_and_rust_read_the_same_words() {
+    let dir = TempDir::new("client-same-words");
+    let _fake = FakeDaemon::running(&dir.join("pub"), 3);
+    let dump = dir.join("dump");
+    compile_c(&repo().join("examples/dump.c"), &dump);
+    let output = Command::new(&dump).arg(dir.join("pub")).output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let c = parse_pairs(&String::from_utf8(output.stdout).unwrap());
+
+    let bd = Barrierd::open(dir.join("pub")).unwrap();
+    let mut rust = BTreeMap::from([
+        ("ncpu".to_owned(), bd.ncpu() as u64),
+        ("vtime".to_owned(), bd.vtime()),
+        ("last_interrupt_ns".to_owned(), bd.last_interrupt_ns()),
+        ("last_interrupt_vtime".to_owned(), bd.last_interrupt_vtime()),
+        ("format_version".to_owned(), layout::FORMAT_VERSION),
+        ("state".to_owned(), layout::STATE_RUNNING),
+        ("generation".to_owned(), bd.generation()),
+        ("daemon_pid".to_owned(), bd.daemon_pid()),
+    ]);
+    for cpu in 0..bd.ncpu() {
+        let ns = bd.cpu_last_interrupt_ns(cpu).unwrap();
+        let vtime = bd.cpu_last_interrupt_vtime(cpu).unwrap();
+        rust.insert(format!("per_cpu[{cpu}].last_interrupt_ns"), ns);
+        rust.insert(format!("per_cpu[{cpu}].last_interrupt_vtime"), vtime);
+    }
+    assert_eq!(c, rust);
+    // And both read what was written, not the same wrong thing.
+    assert_eq!(c["per_cpu[2].last_interrupt_ns"], 5_000_002_000);
+    assert_eq!((bd.generation(), bd.daemon_pid()), (7, 4242));
+    assert_eq!(bd.cpu_last_interrupt_ns(3), None);
+    assert_eq!(bd.cpu_last_interrupt_vtime(3), None);
+}
+
+#[test]
+fn c_example_reports_a_daemon_that_is_not_running() {
+    let dir = TempDir::new("client-c-stopped");
+    let mut fake = FakeDaemon::running(&dir.join("pub"), 2);
+    fake.stop();
+    let client = dir.join("client");
+    compile_c(&repo().join("examples/client.c"), &client);
+    let output = Command::new(&client)
+        .arg(dir.join("pub"))
+        .arg("1")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("daemon not running"), "{stderr}");
+}
+
+fn open_error(path: &Path) -> OpenError {
+    Barrierd::open(path).expect_err("open should fail")
+}
+
+#[test]
+fn open_says_what_is_wrong_with_the_file() {
+    let dir = TempDir::new("client-open-errors");
+    let path = dir.join("pub");
+    assert!(matches!(open_error(&path), OpenError::NoFile { .. }));
+    assert!(open_error(&path).to_string().contains("daemon not running"));
+    assert!(matches!(open_error(&dir.0), OpenError::NotRegular { .. }));
+    nix::unistd::mkfifo(&dir.join("fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    assert!(matches!(
+        open_error(&dir.join("fifo")),
+        OpenError::NotRegular { .. }
+    ));
+
+    std::fs::write(&path, b"").unwrap();
+    assert!(matches!(open_error(&path), OpenError::NotBarrierd { .. }));
+    std::fs::write(&path, vec![0u8; 4096]).unwrap();
+    assert!(matches!(open_error(&path), OpenError::NotBarrierd { .. }));
+
+    let fake = FakeDaemon::running(&path, 2);
+    fake.set(word::FORMAT_VERSION, 2);
+    assert!(matches!(
+        open_error(&path),
+        OpenError::Version {
+            found: 2,
+            expected: layout::FORMAT_VERSION,
+            ..
+        }
+    ));
+    fake.set(word::FORMAT_VERSION, layout::FORMAT_VERSION);
+    fake.set(word::NCPU, 0);
+    assert!(matches!(open_error(&path), OpenError::NotBarrierd { .. }));
+    // 4096 bytes hold (4096 - 128) / 16 = 248 records, not 249.
+    fake.set(word::NCPU, 249);
+    assert!(matches!(
+        open_error(&path),
+        OpenError::TooShort { ncpu: 249, .. }
+    ));
+    fake.set(word::NCPU, u64::MAX);
+    assert!(matches!(open_error(&path), OpenError::TooShort { .. }));
+    fake.set(word::NCPU, 248);
+    assert_eq!(Barrierd::open(&path).unwrap().ncpu(), 248);
+}
+
+#[test]
+fn open_tells_a_running_daemon_from_a_stopped_starting_or_dead_one() {
+    let dir = TempDir::new("client-open-liveness");
+    let path = dir.join("pub");
+    let mut fake = FakeDaemon::running(&path, 2);
+    assert_eq!(Barrierd::open(&path).unwrap().liveness(), Liveness::Running);
+
+    fake.set(word::STATE, layout::STATE_STOPPED);
+    assert!(matches!(
+        open_error(&path),
+        OpenError::NotRunning {
+            liveness: Liveness::Starting,
+            ..
+        }
+    ));
+
+    fake.stop();
+    let error = open_error(&path);
+    assert!(matches!(
+        error,
+        OpenError::NotRunning {
+            liveness: Liveness::Stopped,
+            ..
+        }
+    ));
+    assert!(error.to_string().contains("daemon not running (stopped)"));
+    let stopped = Barrierd::open_even_if_stopped(&path).unwrap();
+    assert_eq!(stopped.liveness(), Liveness::Stopped);
+
+    fake.set(word::STATE, layout::STATE_RUNNING);
+    fake.kill();
+    assert!(matches!(
+        open_error(&path),
+        OpenError::NotRunning {
+            liveness: Liveness::Dead,
+            ..
+        }
+    ));
+
+    // A daemon coming back is seen through the mapping already open.
+    fake.lock();
+    assert_eq!(stopped.liveness(), Liveness::Running);
+}
+
+#[test]
+fn fast_path_checks_compare_with_the_global_words() {
+    let dir = TempDir::new("client-fast-path");
+    let _fake = FakeDaemon::running(&dir.join("pub"), 2);
+    let bd = Barrierd::open(dir.join("pub")).unwrap();
+    assert!(bd.passed_ns(4_999_999_999));
+    assert!(!bd.passed_ns(5_000_000_000));
+    assert!(bd.passed_vtime(989));
+    assert!(!bd.passed_vtime(990));
+}
+
+#[test]
+fn waits_return_at_once_when_already_past() {
+    let dir = TempDir::new("client-wait-past");
+    let _fake = FakeDaemon::running(&dir.join("pub"), 2);
+    let bd = Barrierd::open(dir.join("pub")).unwrap();
+    assert_eq!(bd.wait_ns(1, Duration::ZERO), Ok(5_000_000_000));
+    assert_eq!(bd.wait_vtime(989, Duration::ZERO), Ok(990));
+}
+
+#[test]
+fn waits_time_out_when_nothing_is_published() {
+    let dir = TempDir::new("client-wait-timeout");
+    let _fake = FakeDaemon::running(&dir.join("pub"), 2);
+    let bd = Barrierd::open(dir.join("pub")).unwrap();
+    let timeout = Duration::from_millis(250);
+    let start = Instant::now();
+    assert!(matches!(
+        bd.heavy_barrier(timeout),
+        Err(WaitError::TimedOut { .. })
+    ));
+    assert!(start.elapsed() >= timeout);
+    assert!(matches!(
+        bd.wait_vtime(990, timeout),
+        Err(WaitError::TimedOut { .. })
+    ));
+}
+
+/// The waits run on the real mapping and futex; the test only checks that
+/// they end with the right error well inside their own (long) timeout.
+fn wait_while(fake: &mut FakeDaemon, change: fn(&mut FakeDaemon)) -> WaitError {
+    let bd = Barrierd::open(&fake.path).unwrap();
+    std::thread::scope(|scope| {
+        let waiter = scope.spawn(|| bd.wait_ns(u64::MAX - 1, Duration::from_secs(600)));
+        std::thread::sleep(Duration::from_millis(50));
+        change(fake);
+        waiter.join().unwrap().expect_err("nothing was published")
+    })
+}
+
+#[test]
+fn a_wait_notices_a_killed_daemon() {
+    let dir = TempDir::new("client-wait-killed");
+    let mut fake = FakeDaemon::running(&dir.join("pub"), 2);
+    let error = wait_while(&mut fake, FakeDaemon::kill);
+    assert!(
+        matches!(
+            error,
+            WaitError::NotRunning {
+                liveness: Liveness::Dead,
+                ..
+            }
+        ),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_wait_notices_a_stop_even_without_a_wake_up() {
+    let dir = TempDir::new("client-wait-stopped");
+    let mut fake = FakeDaemon::running(&dir.join("pub"), 2);
+    let error = wait_while(&mut fake, FakeDaemon::stop);
+    assert!(
+        matches!(
+            error,
+            WaitError::NotRunning {
+                liveness: Liveness::Stopped,
+                ..
+            }
+        ),
+        "{error}"
+    );
+}
+
+#[test]
+fn barrier_without_fallback_fails_with_the_reason() {
+    let dir = TempDir::new("client-barrier-none");
+    assert!(matches!(
+        Barrier::open(dir.join("pub"), Fallback::None),
+        Err(BarrierError::Open(OpenError::NoFile { .. }))
+    ));
+    let mut fake = FakeDaemon::running(&dir.join("pub"), 2);
+    let barrier = Barrier::open(dir.join("pub"), Fallback::None)
+        .unwrap()
+        .with_timeout(Duration::from_secs(600));
+    fake.kill();
+    let error = barrier.heavy().unwrap_err();
+    assert!(
+        matches!(
+            error,
+            BarrierError::Wait(WaitError::NotRunning {
+                liveness: Liveness::Dead,
+                ..
+            })
+        ),
+        "{error}"
+    );
+    // Known dead now: the next call says so without waiting a probe slice.
+    assert!(matches!(barrier.heavy(), Err(BarrierError::Wait(_))));
+}
+
+#[test]
+fn barrier_falls_back_to_membarrier() {
+    let dir = TempDir::new("client-barrier-membarrier");
+    let missing = Barrier::open(dir.join("pub"), Fallback::Membarrier).unwrap();
+    assert!(matches!(
+        missing.unavailable(),
+        Some(OpenError::NoFile { .. })
+    ));
+    assert_eq!(missing.heavy().unwrap(), Via::Membarrier(Why::Unavailable));
+
+    let mut fake = FakeDaemon::running(&dir.join("pub"), 2);
+    fake.stop();
+    let barrier = Barrier::open(dir.join("pub"), Fallback::Membarrier)
+        .unwrap()
+        .with_timeout(Duration::from_millis(200));
+    assert!(barrier.daemon().is_some());
+    assert_eq!(
+        barrier.heavy().unwrap(),
+        Via::Membarrier(Why::NotRunning(Liveness::Stopped))
+    );
+    fake.set(word::STATE, layout::STATE_RUNNING);
+    assert_eq!(
+        barrier.heavy().unwrap(),
+        Via::Membarrier(Why::NotRunning(Liveness::Dead))
+    );
+    // Running again, but this fake never publishes: the wait times out.
+    fake.lock();
+    assert_eq!(barrier.heavy().unwrap(), Via::Membarrier(Why::TimedOut));
+}
+
+#[test]
+fn handles_are_shareable_between_threads() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<Barrierd>();
+    shareable::<Barrier>();
+}
