@@ -33,7 +33,7 @@ fn wait_example() -> PathBuf {
         .join("wait");
     assert!(
         path.exists(),
-        "{} is not built: run `cargo test --workspace` (it builds examples) or `cargo build --examples`",
+        "{} is not built: run `cargo build --workspace --bins --examples` first, as scripts/test does",
         path.display()
     );
     path

@@ -31,8 +31,12 @@ impl View {
         unsafe { AtomicU64::from_ptr(self.map.as_ptr().cast::<u64>().add(index).cast_mut()) }
     }
 
+    /// Relaxed, then an acquire fence: Rust promises only relaxed atomic
+    /// loads on read-only memory.
     fn load(&self, index: usize) -> u64 {
-        self.word(index).load(Ordering::Acquire)
+        let value = self.word(index).load(Ordering::Relaxed);
+        std::sync::atomic::fence(Ordering::Acquire);
+        value
     }
 
     /// Waits until the global minimum passes `t`; panics after `timeout`.
@@ -122,14 +126,13 @@ fn futex_waiter_is_woken() {
     let path = dir.join("pub");
     let daemon = Daemon::start(&path, &[]);
     let view = View::open(&path);
-    let word = view.word(word::LAST_INTERRUPT_NS);
-    let low_half = word.as_ptr().cast::<u32>();
+    let low_half = view.word(word::LAST_INTERRUPT_NS).as_ptr().cast::<u32>();
     let target = monotonic_ns();
     let mut woken = 0;
     let deadline = Instant::now() + GENEROUS;
-    while word.load(Ordering::Acquire) <= target {
+    while view.load(word::LAST_INTERRUPT_NS) <= target {
         assert!(Instant::now() < deadline, "never passed {target}");
-        let seen = word.load(Ordering::Acquire) as u32;
+        let seen = view.load(word::LAST_INTERRUPT_NS) as u32;
         let timeout = libc::timespec {
             tv_sec: 1,
             tv_nsec: 0,

@@ -107,14 +107,21 @@ fn run() -> Result<Infallible, Error> {
         .open(&mut storage)
         .map_err(bpf("opening the BPF object"))?;
     let mut skel = open.load().map_err(bpf("loading the BPF program"))?;
-    // Idle tracking is always on, and it already records every context
+    let bss = skel.maps.bss_data.take().ok_or(Error::BssNotMapped)?;
+    let mut timestamps = Timestamps::new(bss, ncpu);
+    let online = barrierd_privsep::cpus::online_cpus().map_err(Error::PossibleCpus)?;
+    timestamps.init(
+        (0..ncpu).filter(|cpu| !online.contains(cpu)),
+        [std::process::id(), policy::parent_pid()],
+    );
+    // Quiescence tracking is always on, and it already records every context
     // switch: attaching the generic program to sched_switch too would only
     // run twice per switch.
     let mut links = vec![skel
         .progs
         .on_sched_switch
         .attach()
-        .map_err(bpf("attaching idle tracking to sched_switch"))?];
+        .map_err(bpf("attaching quiescence tracking to sched_switch"))?];
     for name in tracepoints.iter().filter(|name| *name != "sched_switch") {
         links.push(
             skel.progs
@@ -123,15 +130,9 @@ fn run() -> Result<Infallible, Error> {
                 .map_err(bpf(format!("attaching to raw tracepoint {name:?}")))?,
         );
     }
-    let bss = skel.maps.bss_data.take().ok_or(Error::BssNotMapped)?;
-    let mut timestamps = Timestamps::new(bss, ncpu);
-    let online = barrierd_privsep::cpus::online_cpus().map_err(Error::PossibleCpus)?;
-    for cpu in (0..ncpu).filter(|cpu| !online.contains(cpu)) {
-        timestamps.mark_idle(cpu);
-    }
     // A CPU idle since before we attached would hold the minimum at 0 until
     // its next interrupt: running on each one once makes it switch (and
-    // record whether it is idle) now.
+    // record whether it is quiescent) now.
     policy::visit(&online).map_err(Error::Visit)?;
     let mut ring = RingBufferBuilder::new();
     ring.add(&skel.maps.wakeups, |_| 0)

@@ -144,3 +144,9 @@ pub fn visit(cpus: &[usize]) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// The publisher: barrierd started us, and PR_SET_PDEATHSIG ties us to it.
+pub fn parent_pid() -> u32 {
+    // SAFETY: getppid cannot fail.
+    unsafe { libc::getppid() as u32 }
+}

@@ -1,5 +1,6 @@
-//! The per-CPU timestamps, idle flags and the watermark, read and written in
-//! place in the BPF program's memory-mapped .bss: no bpf(2) call after setup.
+//! The per-CPU timestamps, quiescence flags and the watermark, read and
+//! written in place in the BPF program's memory-mapped .bss: no bpf(2) call
+//! after setup.
 #![allow(unsafe_code)]
 
 use std::marker::PhantomData;
@@ -10,8 +11,8 @@ use barrierd_privsep::ipc::MAX_CPUS;
 
 use crate::skel::types;
 
-/// bpf/barrierd_shared.h: BARRIERD_ALL_IDLE.
-const ALL_IDLE: u64 = u64::MAX;
+/// bpf/barrierd_shared.h: BARRIERD_QUIESCENT, bit 0 of a slot's state.
+const QUIESCENT: u64 = 1;
 
 // The protocol's CPU cap and BARRIERD_MAX_CPUS must agree.
 const _: () = assert!(
@@ -23,8 +24,6 @@ const _: () = assert!(
 pub struct Timestamps<'bss> {
     bss: *mut types::bss,
     ncpu: usize,
-    /// Which CPUs the last two reads found idle (reused: no allocation).
-    idle: [Vec<bool>; 2],
     _bss: PhantomData<&'bss mut types::bss>,
 }
 
@@ -35,7 +34,6 @@ impl<'bss> Timestamps<'bss> {
         Self {
             bss,
             ncpu,
-            idle: [vec![false; ncpu], vec![false; ncpu]],
             _bss: PhantomData,
         }
     }
@@ -44,82 +42,119 @@ impl<'bss> Timestamps<'bss> {
         self.ncpu
     }
 
-    fn slot_word(&self, cpu: usize, idle: bool) -> &AtomicU64 {
+    fn slot_word(&self, cpu: usize, field: SlotField) -> &AtomicU64 {
         assert!(cpu < self.ncpu);
         // SAFETY: `bss` points into the .bss mapping, which outlives 'bss;
         // `cpu < ncpu <= MAX_CPUS` is in bounds; the fields are 8-byte
-        // aligned; BPF only accesses them atomically (xchg, volatile loads)
-        // and we only through AtomicU64.
+        // aligned; BPF only accesses them atomically (xchg, volatile loads,
+        // aligned 64-bit stores) and we only through AtomicU64.
         unsafe {
             let slot = addr_of_mut!((*self.bss).slots[cpu]);
-            AtomicU64::from_ptr(if idle {
-                addr_of_mut!((*slot).idle)
-            } else {
-                addr_of_mut!((*slot).last_ns)
+            AtomicU64::from_ptr(match field {
+                SlotField::State => addr_of_mut!((*slot).state),
             })
         }
     }
 
-    fn watermark(&self) -> &AtomicU64 {
+    fn watermark(&self, field: WatermarkField) -> &AtomicU64 {
         // SAFETY: as in `slot_word`; BPF only loads the watermark.
-        unsafe { AtomicU64::from_ptr(addr_of_mut!((*self.bss).watermark.ns)) }
+        unsafe {
+            let watermark = addr_of_mut!((*self.bss).watermark);
+            AtomicU64::from_ptr(match field {
+                WatermarkField::Ns => addr_of_mut!((*watermark).ns),
+                WatermarkField::Since => addr_of_mut!((*watermark).since),
+                WatermarkField::ArmOnExit => addr_of_mut!((*watermark).arm_on_exit),
+                WatermarkField::DaemonTgid(i) => addr_of_mut!((*watermark).daemon_tgid[i]),
+            })
+        }
     }
 
-    /// Marks a CPU that cannot run anything (offline) as idle; it clears the
-    /// flag itself when it first switches away from its idle task.
-    pub fn mark_idle(&self, cpu: usize) {
-        self.slot_word(cpu, true).store(1, Ordering::SeqCst);
+    /// Before the programs are attached: `offline` CPUs quiescent (a CPU
+    /// coming online starts in its idle task and clears the flag when it
+    /// first switches to a client), and the daemon's own processes known to
+    /// BPF as quiescent.
+    pub fn init(&self, offline: impl Iterator<Item = usize>, daemon_tgids: [u32; 2]) {
+        for cpu in offline {
+            self.slot_word(cpu, SlotField::State)
+                .store(QUIESCENT, Ordering::SeqCst);
+        }
+        for (i, tgid) in daemon_tgids.into_iter().enumerate() {
+            self.watermark(WatermarkField::DaemonTgid(i))
+                .store(tgid.into(), Ordering::SeqCst);
+        }
     }
 
     /// Reads every CPU into `out`, which holds the previous values: each
-    /// entry only ever grows. An idle CPU counts as up to date at `now`, the
-    /// clock read *before* its idle flag: if the flag is still set after the
-    /// fence, the CPU has run no user code since before `now`, and its exit
-    /// from idle (a fully ordered exchange) precedes any user code it runs.
+    /// entry only ever grows. A quiescent CPU counts as up to date at `now`,
+    /// the clock read *before* its flag: if the flag is still set after the
+    /// fence, the CPU has run no client code since before `now`, and leaving
+    /// quiescence (a fully ordered exchange) precedes any client code it runs.
     ///
-    /// Records which CPUs were idle in `self.idle[which]`; returns the
-    /// minimum timestamp over busy CPUs (ALL_IDLE if none is busy).
-    fn read_into(&mut self, out: &mut [u64], which: usize) -> u64 {
+    /// Returns the watermark this reading calls for: the minimum over busy
+    /// CPUs, and whether none was busy (then the minimum is `now`).
+    fn read_into(&self, out: &mut [u64]) -> (u64, bool) {
         let now = monotonic_ns();
         fence(Ordering::SeqCst);
-        let mut busy_min = ALL_IDLE;
+        let mut busy_min = None;
         for (cpu, entry) in out.iter_mut().enumerate() {
-            let idle = self.slot_word(cpu, true).load(Ordering::Acquire) != 0;
-            let last_ns = self.slot_word(cpu, false).load(Ordering::Acquire);
-            self.idle[which][cpu] = idle;
-            let value = if idle {
+            // One load: the timestamp and the flag BPF exchanged together.
+            let state = self
+                .slot_word(cpu, SlotField::State)
+                .load(Ordering::Acquire);
+            let last_ns = state & !QUIESCENT;
+            let value = if state & QUIESCENT != 0 {
                 now
             } else {
-                busy_min = busy_min.min(last_ns);
+                busy_min = Some(busy_min.map_or(last_ns, |min: u64| min.min(last_ns)));
                 last_ns
             };
             *entry = (*entry).max(value);
         }
-        busy_min
+        busy_min.map_or((now, true), |min| (min, false))
     }
 
-    /// Reads every CPU into `out` and leaves the watermark such that any busy
-    /// CPU holding the minimum back signals at its next event. Dekker-style:
-    /// BPF exchanges its slot then loads its idle flag and the watermark; we
-    /// store the watermark, fence, then read again. Either a CPU's next event
-    /// sees the new watermark, or our re-read sees that event; so once a
-    /// re-read finds the same busy minimum and idle set, no advance can go
-    /// unsignalled. A CPU leaving idle does not signal: the watermark is
-    /// ALL_IDLE when every CPU was idle, so its first event as a busy CPU does.
+    /// Reads every CPU into `out` (one pass, no retry) and leaves the
+    /// watermark such that every busy CPU that may hold the minimum back
+    /// owes a signal (bpf/barrierd.bpf.c says when it sends it).
+    ///
+    /// The read happens inside a window where the watermark is all-ones and
+    /// leaving quiescence arms: any event the read may miss falls in the
+    /// window and leaves its CPU owing. Dekker-style on both edges: BPF
+    /// exchanges its slot or flag, then loads the watermark; we store the
+    /// watermark, fence, then read (or leave). An event that saw the
+    /// watermark from before the window is seen by the read; one that saw the
+    /// window owes; one that saw the final watermark owes exactly if it holds
+    /// the minimum read. So no advance goes unsignalled, and under a
+    /// context-switch storm this still costs one pass per wake-up.
     pub fn settle(&mut self, out: &mut Vec<u64>) {
         out.resize(self.ncpu, 0);
-        let mut busy_min = self.read_into(out, 0);
-        loop {
-            self.watermark().store(busy_min, Ordering::SeqCst);
-            fence(Ordering::SeqCst);
-            let again = self.read_into(out, 1);
-            if again == busy_min && self.idle[0] == self.idle[1] {
-                return;
-            }
-            busy_min = again;
-            self.idle.swap(0, 1);
-        }
+        self.watermark(WatermarkField::Ns)
+            .store(u64::MAX, Ordering::SeqCst);
+        self.watermark(WatermarkField::ArmOnExit)
+            .store(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        let (min, all_quiescent) = self.read_into(out);
+        self.watermark(WatermarkField::Since)
+            .store(min, Ordering::SeqCst);
+        self.watermark(WatermarkField::ArmOnExit)
+            .store(u64::from(all_quiescent), Ordering::SeqCst);
+        self.watermark(WatermarkField::Ns)
+            .store(min, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
     }
+}
+
+#[derive(Clone, Copy)]
+enum SlotField {
+    State,
+}
+
+#[derive(Clone, Copy)]
+enum WatermarkField {
+    Ns,
+    Since,
+    ArmOnExit,
+    DaemonTgid(usize),
 }
 
 fn monotonic_ns() -> u64 {

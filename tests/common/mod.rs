@@ -24,7 +24,7 @@ pub fn unprivileged_reason() -> Option<String> {
     }
     if !helper_bin().exists() {
         return Some(format!(
-            "{} is not built (run `cargo test --workspace`)",
+            "{} is not built (run `cargo build --workspace --bins --examples` first, as scripts/test does)",
             helper_bin().display()
         ));
     }
