@@ -1,0 +1,368 @@
+//! barrierd-bench: barrier latency through barrierd against membarrier and
+//! the mprotect IPI trick, on an idle, a busy and a half-busy machine, with
+//! the daemon's own CPU use.
+//!
+//! ```text
+//! sudo target/release/barrierd-bench [--daemon PATH] [--file PATH] [--iterations N] [--out DIR]
+//! ```
+//!
+//! By default it starts `barrierd` (next to its own executable) on a
+//! temporary file, runs every scenario and method, stops the daemon with
+//! SIGTERM and checks that it exits 0. It prints a table on stdout and
+//! writes `bench.json` and `cdf-{idle,busy,mixed}.svg` into `--out`.
+
+#![deny(unsafe_code)]
+
+mod daemon;
+mod load;
+mod methods;
+mod plot;
+mod procfs;
+mod report;
+mod stats;
+mod sys;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use barrierd_client::Barrierd;
+use clap::Parser;
+
+use daemon::{DaemonProcesses, OwnDaemon};
+use load::BusyLoad;
+use methods::{Barriers, Method, MethodError, Rng};
+use procfs::{Environment, Ipis};
+use report::{CpuWindow, MethodResult, Report, Scenario, ScenarioResult};
+use stats::Summary;
+
+#[derive(Parser)]
+#[command(
+    about = "Measures barrier latency through barrierd, membarrier and mprotect, idle, busy and mixed",
+    long_about = "Measures barrier latency through barrierd (heavy_barrier on CLOCK_MONOTONIC, and on \
+                  vtime), membarrier(GLOBAL), membarrier(PRIVATE_EXPEDITED) and the mprotect IPI \
+                  trick, on an idle machine, with every CPU busy in user mode, and with half of them \
+                  busy; and the daemon's CPU use over each scenario. By default starts its own \
+                  barrierd (which needs root) and stops it at the end."
+)]
+struct Args {
+    /// The barrierd binary to start [default: barrierd next to this executable].
+    #[arg(long, value_name = "PATH_TO_BARRIERD", conflicts_with = "file")]
+    daemon: Option<PathBuf>,
+    /// Measure the daemon already publishing to PATH instead of starting one.
+    #[arg(long, value_name = "PATH")]
+    file: Option<PathBuf>,
+    /// Timed barriers per scenario and method (membarrier GLOBAL, which takes
+    /// tens of ms each, does a third as many).
+    #[arg(long, value_name = "N", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    iterations: u64,
+    /// Directory for bench.json and the cdf-*.svg plots (created if needed).
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    out: PathBuf,
+    /// Untimed barriers before each method's timed ones.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    warmup: usize,
+    /// Longest pseudo-random pause between two barriers, in microseconds.
+    #[arg(long, value_name = "US", default_value_t = 1000)]
+    max_gap_us: u64,
+    /// Seconds with nothing running, before the scenarios, over which the
+    /// daemon's CPU use on a quiet machine is measured (0 skips it).
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    quiet_secs: u64,
+}
+
+/// How long the daemon may take to publish after being started.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long it may take to exit after SIGTERM.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause after starting or stopping a load, before measuring.
+const SETTLE: Duration = Duration::from_millis(300);
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("barrierd-bench: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The daemon under test: ours (stopped at the end) or someone else's.
+enum Under {
+    Own(OwnDaemon),
+    External,
+}
+
+fn run(args: &Args) -> anyhow::Result<()> {
+    let usable = load::usable_cpus()?;
+    let environment = Environment::read(usable.clone());
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+
+    let (under, barrierd, binary) = match &args.file {
+        Some(path) => {
+            let barrierd = Barrierd::open(path)?;
+            (Under::External, barrierd, None)
+        }
+        None => {
+            let binary = daemon::find_binary(args.daemon.as_deref())?;
+            eprintln!("starting {} on a temporary file", binary.display());
+            let (daemon, barrierd) = OwnDaemon::start(&binary, START_TIMEOUT)?;
+            (Under::Own(daemon), barrierd, Some(binary))
+        }
+    };
+    let daemon_pid = match &under {
+        Under::Own(daemon) => daemon.pid(),
+        Under::External => u32::try_from(barrierd.daemon_pid()).unwrap_or(0),
+    };
+    // A daemon whose processes we cannot see (another pid namespace, no
+    // permission) is still measured; only its CPU use goes unreported.
+    let processes = match DaemonProcesses::of(daemon_pid) {
+        Ok(processes) => Some(processes),
+        Err(error) => {
+            eprintln!("barrierd-bench: daemon CPU use will not be reported: {error}");
+            None
+        }
+    };
+    let cpu_ns = || processes.as_ref().and_then(|p| p.cpu_ns().ok());
+
+    let iterations = args.iterations as usize;
+    let global_iterations = iterations.div_ceil(3);
+    let config = report::Config {
+        iterations,
+        global_iterations,
+        warmup: args.warmup,
+        max_gap_ns: args.max_gap_us.saturating_mul(1000),
+        daemon: match under {
+            Under::Own(_) => "started",
+            Under::External => "external",
+        },
+        daemon_binary: binary.map(|b| b.display().to_string()),
+        file: barrierd.path().display().to_string(),
+        daemon_pid: processes.map(|p| p.publisher),
+        helper_pid: processes.map(|p| p.helper),
+    };
+
+    let quiet = (args.quiet_secs > 0).then(|| {
+        eprintln!(
+            "quiet: {} s with nothing running, for the daemon's idle CPU use",
+            args.quiet_secs
+        );
+        std::thread::sleep(SETTLE);
+        let (start, cpu0) = (Instant::now(), cpu_ns());
+        std::thread::sleep(Duration::from_secs(args.quiet_secs));
+        window(start, cpu0, cpu_ns())
+    });
+
+    let barriers = Barriers::new(&barrierd);
+    let max_gap = Duration::from_micros(args.max_gap_us);
+    let mut scenarios = Vec::new();
+    for (s, scenario) in Scenario::ALL.into_iter().enumerate() {
+        let busy = scenario.busy_cpus(&usable);
+        let load = BusyLoad::start(&busy)?;
+        std::thread::sleep(SETTLE);
+        let (start, cpu0) = (Instant::now(), cpu_ns());
+        let mut results = Vec::new();
+        for (m, method) in Method::ALL.into_iter().enumerate() {
+            let n = match method {
+                Method::MembarrierGlobal => global_iterations,
+                _ => iterations,
+            };
+            let mut rng = Rng::new(0x5eed_0000 + (s * 16 + m) as u64);
+            let result = measure(
+                &barriers,
+                method,
+                n,
+                args.warmup,
+                max_gap,
+                &mut rng,
+                &cpu_ns,
+            )?;
+            let result = MethodResult {
+                note: note(method, load.cpus(), &usable),
+                ..result
+            };
+            eprintln!(
+                "{:<5} {:<20} {}",
+                scenario.name(),
+                method.name(),
+                match (&result.skipped, &result.summary) {
+                    (Some(why), _) => format!("skipped: {why}"),
+                    (None, Some(s)) =>
+                        format!("{} barriers, p50 {:.3} ms", s.n, s.p50_ns as f64 / 1e6),
+                    (None, None) => "no barrier completed".into(),
+                }
+            );
+            results.push(result);
+        }
+        let cpu = window(start, cpu0, cpu_ns());
+        drop(load);
+        std::thread::sleep(SETTLE);
+        scenarios.push(ScenarioResult {
+            scenario,
+            busy_cpus: busy,
+            cpu,
+            methods: results,
+        });
+    }
+    drop(barriers);
+
+    let daemon_exit = match under {
+        Under::Own(daemon) => {
+            drop(barrierd);
+            let (status, log) = daemon.stop(STOP_TIMEOUT)?;
+            if !status.success() {
+                eprintln!("barrierd's output:\n{log}");
+            }
+            Some(status)
+        }
+        Under::External => None,
+    };
+
+    let targets = report::check_targets(quiet.as_ref(), &scenarios);
+    let report = Report {
+        tool: "barrierd-bench",
+        environment,
+        config,
+        quiet,
+        scenarios,
+        daemon_exit: daemon_exit.map(|s| s.to_string()),
+        targets,
+    };
+    write_outputs(&report, &args.out)?;
+    println!(
+        "barrier latency, {} on {} ({} CPUs, HZ {}), {}",
+        report.environment.kernel,
+        report
+            .environment
+            .cpu_model
+            .as_deref()
+            .unwrap_or("unknown CPU"),
+        report.environment.online_cpus,
+        report
+            .environment
+            .hz
+            .map_or_else(|| "unknown".into(), |hz| hz.to_string()),
+        report.environment.date,
+    );
+    print!("{}", report::table(&report));
+    print!("{}", report::notes(&report));
+    print!("{}", report::targets_text(&report.targets));
+    if let Some(status) = daemon_exit {
+        println!("barrierd stopped with SIGTERM: {status}");
+        if !status.success() {
+            bail!("barrierd did not exit 0 after SIGTERM: {status}");
+        }
+    }
+    Ok(())
+}
+
+fn window(start: Instant, cpu0: Option<u64>, cpu1: Option<u64>) -> CpuWindow {
+    let wall_ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    let cpu = cpu0.zip(cpu1).map(|(a, b)| b.saturating_sub(a));
+    CpuWindow::new(wall_ns, cpu)
+}
+
+/// Runs one method; a method the machine cannot do is reported as skipped.
+fn measure(
+    barriers: &Barriers,
+    method: Method,
+    iterations: usize,
+    warmup: usize,
+    max_gap: Duration,
+    rng: &mut Rng,
+    cpu_ns: &dyn Fn() -> Option<u64>,
+) -> anyhow::Result<MethodResult> {
+    let mut result = MethodResult {
+        method,
+        name: method.name(),
+        description: method.description(),
+        skipped: None,
+        summary: None,
+        timeouts: 0,
+        barriers_issued: 0,
+        cpu: CpuWindow::new(1, None),
+        ipis: None,
+        ipis_per_barrier: None,
+        note: None,
+        samples_ns: Vec::new(),
+    };
+    if let Some(why) = barriers.unavailable(method) {
+        result.skipped = Some(why.to_string());
+        return Ok(result);
+    }
+    let ipis0 = Ipis::read().ok();
+    let (start, cpu0) = (Instant::now(), cpu_ns());
+    let (samples, timeouts) = match barriers.measure(method, warmup, iterations, max_gap, rng) {
+        Ok(measured) => measured,
+        Err(MethodError::Unavailable(why)) => {
+            result.skipped = Some(why);
+            return Ok(result);
+        }
+        Err(error) => return Err(error.into()),
+    };
+    result.cpu = window(start, cpu0, cpu_ns());
+    let issued = warmup + iterations;
+    result.ipis = ipis0
+        .zip(Ipis::read().ok())
+        .map(|(before, after)| after.since(before));
+    result.ipis_per_barrier = result.ipis.map(|i| i.total() as f64 / issued as f64);
+    result.barriers_issued = issued;
+    result.summary = Summary::of(&samples);
+    result.timeouts = timeouts;
+    result.samples_ns = samples;
+    Ok(result)
+}
+
+/// What a reader of a process-private method's numbers must know: whether
+/// this process had threads running on other CPUs for it to interrupt.
+fn note(method: Method, busy: &[usize], usable: &[usize]) -> Option<String> {
+    if !method.process_private() {
+        return None;
+    }
+    if busy.is_empty() {
+        Some(
+            "no other thread of this process was running, so it interrupted no other CPU: \
+             this is its local cost only"
+                .into(),
+        )
+    } else if busy.len() < usable.len() {
+        Some(format!(
+            "this process's other threads ran on CPU(s) {busy:?} only: it interrupts those, \
+             not the others"
+        ))
+    } else {
+        None
+    }
+}
+
+fn write_outputs(report: &Report, out: &Path) -> anyhow::Result<()> {
+    let json = out.join("bench.json");
+    let text = serde_json::to_string_pretty(report)?;
+    std::fs::write(&json, text + "\n").with_context(|| format!("writing {}", json.display()))?;
+    for scenario in &report.scenarios {
+        let path = out.join(format!("cdf-{}.svg", scenario.scenario.name()));
+        let series: Vec<(&str, &[u64])> = scenario
+            .methods
+            .iter()
+            .filter(|m| !m.samples_ns.is_empty())
+            .map(|m| (m.name, &m.samples_ns[..]))
+            .collect();
+        let title = format!(
+            "barrier latency CDF, {} ({} of {} CPUs busy), kernel {}",
+            scenario.scenario.name(),
+            scenario.busy_cpus.len(),
+            report.environment.usable_cpus.len(),
+            report.environment.kernel
+        );
+        plot::cdf_svg(&path, &title, &series)?;
+    }
+    eprintln!(
+        "wrote {} and cdf-{{idle,busy,mixed}}.svg in {}",
+        json.display(),
+        out.display()
+    );
+    Ok(())
+}
