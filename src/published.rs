@@ -4,15 +4,20 @@
 //! followed by a shared FUTEX_WAKE on the word's low half.
 #![allow(unsafe_code)]
 
-use std::fs::{File, OpenOptions};
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use barrierd_client::layout::{self, word};
 use memmap2::MmapRaw;
+use nix::fcntl::{self, OFlag};
+use nix::sys::stat::{self, Mode};
+use nix::unistd::geteuid;
 
 use crate::update::CpuWords;
 
@@ -22,6 +27,10 @@ const PAGE: u64 = 4096;
 pub enum FileError {
     #[error("{0}: is a symbolic link; refusing to follow it (give the real path)")]
     Symlink(PathBuf),
+    #[error("{0}: not a file name (PATH must name a file in an existing directory)")]
+    BadPath(PathBuf),
+    #[error("{path}: {why}; refusing to use it (clients trust whatever this file says)")]
+    Untrusted { path: PathBuf, why: String },
     #[error("{path}: is a {kind}, not a regular file; refusing to touch it")]
     NotRegular { path: PathBuf, kind: &'static str },
     #[error("{0}: not a barrierd file (no magic word); refusing to overwrite it (use --force to replace it)")]
@@ -77,14 +86,15 @@ impl PublishedFile {
     /// sizes and maps `path` for `ncpu` CPUs. A foreign or other-version file is
     /// left untouched unless `force`.
     pub fn open(path: &Path, ncpu: usize, force: bool) -> Result<(Self, Previous), FileError> {
+        let (dir, name) = open_directory(path)?;
         let lock_path = lock_path(path);
-        let lock = open_regular(&lock_path, 0o600)?;
+        let lock = open_regular(&dir, &lock_name(&name), &lock_path, 0o600)?;
         flock_exclusive(&lock).map_err(|e| match e.raw_os_error() {
             Some(libc::EWOULDBLOCK) => FileError::Locked(lock_path.clone()),
             _ => io_error(&lock_path)(e),
         })?;
 
-        let file = open_regular(path, 0o644)?;
+        let file = open_regular(&dir, &name, path, 0o644)?;
         let len = file.metadata().map_err(io_error(path))?.len();
         let previous = if len == 0 {
             None
@@ -188,27 +198,73 @@ pub fn lock_path(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Opens `path` read-write without following a final symlink, creating it with
-/// exactly `mode` if absent, and refuses anything but a regular file before
-/// touching it. O_NONBLOCK: opening a FIFO must not hang.
-fn open_regular(path: &Path, mode: u32) -> Result<File, FileError> {
-    let open = |create_new: bool| {
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(create_new)
-            .mode(mode)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(path)
+fn lock_name(name: &OsStr) -> OsString {
+    let mut lock = name.to_owned();
+    lock.push(".lock");
+    lock
+}
+
+fn untrusted(path: &Path, why: impl Into<String>) -> FileError {
+    FileError::Untrusted {
+        path: path.to_owned(),
+        why: why.into(),
+    }
+}
+
+/// Opens the directory that holds `path` (its own path may go through
+/// symlinks: that is the administrator's choice) and checks that nobody but
+/// us can replace entries in it: clients open the file by name.
+fn open_directory(path: &Path) -> Result<(OwnedFd, OsString), FileError> {
+    let name = match path.file_name() {
+        Some(name) if !path.as_os_str().as_bytes().ends_with(b"/") => name.to_owned(),
+        _ => return Err(FileError::BadPath(path.to_owned())),
     };
-    let (file, created) = match open(true) {
-        Ok(file) => (file, true),
+    let parent = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let dir = fcntl::open(
+        parent,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| io_error(parent)(e.into()))?;
+    let stat = stat::fstat(&dir).map_err(|e| io_error(parent)(e.into()))?;
+    let shared = stat.st_mode & (libc::S_IWGRP | libc::S_IWOTH) != 0;
+    if stat.st_uid != geteuid().as_raw() && stat.st_uid != 0 {
+        return Err(untrusted(
+            parent,
+            "directory owned by another user, who could replace the file",
+        ));
+    }
+    if shared && stat.st_mode & libc::S_ISVTX == 0 {
+        return Err(untrusted(
+            parent,
+            "directory writable by others without the sticky bit: they could replace the file",
+        ));
+    }
+    Ok((dir, name))
+}
+
+/// Opens `name` in `dir` read-write without following a symlink, creating it
+/// with exactly `mode` if absent, and refuses before touching it anything but
+/// a regular file of ours, with one link, that nobody else may write.
+/// O_NONBLOCK: opening a FIFO must not hang.
+fn open_regular(dir: &OwnedFd, name: &OsStr, path: &Path, mode: u32) -> Result<File, FileError> {
+    let flags = OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+    let mode_t = Mode::from_bits_truncate(mode as libc::mode_t);
+    let open =
+        |extra: OFlag| fcntl::openat(dir, name, flags | extra, mode_t).map_err(io::Error::from);
+    let (fd, created) = match open(OFlag::O_CREAT | OFlag::O_EXCL) {
+        Ok(fd) => (fd, true),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            (open(false).map_err(io_error(path))?, false)
+            (open(OFlag::empty()).map_err(io_error(path))?, false)
         }
         Err(e) => return Err(io_error(path)(e)),
     };
-    let file_type = file.metadata().map_err(io_error(path))?.file_type();
+    let file = File::from(fd);
+    let meta = file.metadata().map_err(io_error(path))?;
+    let file_type = meta.file_type();
     if !file_type.is_file() {
         let kind = if file_type.is_fifo() {
             "FIFO"
@@ -223,6 +279,27 @@ fn open_regular(path: &Path, mode: u32) -> Result<File, FileError> {
             path: path.to_owned(),
             kind,
         });
+    }
+    if meta.uid() != geteuid().as_raw() {
+        return Err(untrusted(
+            path,
+            format!("owned by uid {}, not by us", meta.uid()),
+        ));
+    }
+    if meta.nlink() != 1 {
+        return Err(untrusted(
+            path,
+            format!(
+                "has {} hard links; it may be another file's name",
+                meta.nlink()
+            ),
+        ));
+    }
+    if !created && meta.mode() & 0o022 != 0 {
+        return Err(untrusted(
+            path,
+            format!("mode {:o} lets others write it", meta.mode() & 0o7777),
+        ));
     }
     if created {
         // The umask must not decide who can map the file.

@@ -1,0 +1,241 @@
+//! Hostile paths, a second daemon, dead peers: each refused or survived with
+//! a clear error, and nothing at PATH changed.
+
+mod common;
+
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use barrierd_client::layout::{self, word};
+use common::{run_barrierd, Daemon, TempDir};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+const GENEROUS: Duration = Duration::from_secs(10);
+
+/// Starts barrierd on `path` expecting a setup failure mentioning `needle`.
+fn refused(path: &Path, extra: &[&str], needle: &str) -> String {
+    let mut args = vec![path.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let (status, stderr) = run_barrierd(&args, GENEROUS);
+    assert_eq!(status.code(), Some(1), "{path:?}: {status}\n{stderr}");
+    assert!(
+        stderr.contains(needle),
+        "{path:?}: expected {needle:?} in:\n{stderr}"
+    );
+    stderr
+}
+
+fn snapshot(path: &Path) -> (Vec<u8>, u32, u32) {
+    let meta = std::fs::symlink_metadata(path).unwrap();
+    let content = if meta.is_file() {
+        std::fs::read(path).unwrap()
+    } else {
+        Vec::new()
+    };
+    (content, meta.mode(), meta.uid())
+}
+
+fn word_of(path: &Path, index: usize) -> u64 {
+    let bytes = std::fs::read(path).unwrap();
+    u64::from_ne_bytes(bytes[index * 8..index * 8 + 8].try_into().unwrap())
+}
+
+#[test]
+fn symlink_at_path_is_refused_and_its_target_untouched() {
+    require_privileged!();
+    let dir = TempDir::new("symlink");
+    let target = dir.join("precious");
+    std::fs::write(&target, b"do not grow me").unwrap();
+    let path = dir.join("pub");
+    symlink(&target, &path).unwrap();
+    refused(&path, &[], "symbolic link");
+    assert_eq!(std::fs::read(&target).unwrap(), b"do not grow me");
+    assert!(std::fs::symlink_metadata(&path)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+}
+
+#[test]
+fn directory_fifo_and_device_are_refused_untouched() {
+    require_privileged!();
+    let dir = TempDir::new("special");
+    let directory = dir.join("dir");
+    std::fs::create_dir(&directory).unwrap();
+    refused(&directory, &[], "directory");
+
+    let fifo = dir.join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    let before = snapshot(&fifo);
+    let started = Instant::now();
+    refused(&fifo, &[], "FIFO");
+    assert!(started.elapsed() < GENEROUS, "opening a FIFO must not hang");
+    assert_eq!(snapshot(&fifo), before);
+
+    let device = dir.join("null");
+    nix::sys::stat::mknod(
+        &device,
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+        nix::sys::stat::makedev(1, 3),
+    )
+    .unwrap();
+    refused(&device, &[], "device");
+}
+
+#[test]
+fn foreign_or_other_version_files_are_refused_unless_forced() {
+    require_privileged!();
+    let dir = TempDir::new("foreign");
+    let path = dir.join("pub");
+    std::fs::write(&path, b"somebody else's data\n").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let before = snapshot(&path);
+    refused(&path, &[], "not a barrierd file");
+    assert_eq!(snapshot(&path), before);
+    assert!(
+        !dir.join("pub.lock").exists()
+            || std::fs::metadata(dir.join("pub.lock")).unwrap().len() == 0
+    );
+
+    // A barrierd file of another format version.
+    let mut other = vec![0u8; 4096];
+    other[word::MAGIC * 8..word::MAGIC * 8 + 8].copy_from_slice(&layout::MAGIC.to_ne_bytes());
+    other[word::FORMAT_VERSION * 8..word::FORMAT_VERSION * 8 + 8]
+        .copy_from_slice(&99u64.to_ne_bytes());
+    std::fs::write(&path, &other).unwrap();
+    let before = snapshot(&path);
+    refused(&path, &[], "format version 99");
+    assert_eq!(snapshot(&path), before);
+
+    // --force replaces it.
+    let daemon = Daemon::start(&path, &["--force"]);
+    assert_eq!(word_of(&path, word::FORMAT_VERSION), layout::FORMAT_VERSION);
+    let (status, stderr) = daemon.stop();
+    assert!(status.success(), "{status}\n{stderr}");
+}
+
+#[test]
+fn empty_file_is_adopted() {
+    require_privileged!();
+    let dir = TempDir::new("empty");
+    let path = dir.join("pub");
+    std::fs::write(&path, b"").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let daemon = Daemon::start(&path, &[]);
+    assert_eq!(word_of(&path, word::MAGIC), layout::MAGIC);
+    drop(daemon);
+}
+
+#[test]
+fn files_others_control_are_refused() {
+    require_privileged!();
+    let dir = TempDir::new("owners");
+    // Owned by another user: they could rewrite what clients trust.
+    let path = dir.join("pub");
+    std::fs::write(&path, b"").unwrap();
+    nix::unistd::chown(&path, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+    refused(&path, &[], "owned by uid 65534");
+    std::fs::remove_file(&path).unwrap();
+
+    // Writable by others.
+    std::fs::write(&path, b"").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    refused(&path, &[], "lets others write it");
+    std::fs::remove_file(&path).unwrap();
+
+    // A hard link: possibly another file's name (--force would clobber it).
+    let other = dir.join("other");
+    std::fs::write(&other, b"precious").unwrap();
+    std::fs::hard_link(&other, &path).unwrap();
+    refused(&path, &["--force"], "hard links");
+    assert_eq!(std::fs::read(&other).unwrap(), b"precious");
+    std::fs::remove_file(&path).unwrap();
+
+    // A directory where others could replace the file.
+    let open_dir = dir.join("open");
+    std::fs::create_dir(&open_dir).unwrap();
+    std::fs::set_permissions(&open_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    refused(&open_dir.join("pub"), &[], "without the sticky bit");
+    assert!(!open_dir.join("pub").exists());
+    // With the sticky bit (like /tmp) others cannot replace our file.
+    std::fs::set_permissions(&open_dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    drop(Daemon::start(&open_dir.join("pub"), &[]));
+}
+
+#[test]
+fn second_daemon_exits_at_once_and_leaves_the_first_alone() {
+    require_privileged!();
+    let dir = TempDir::new("second");
+    let path = dir.join("pub");
+    let first = Daemon::start(&path, &[]);
+    let generation = word_of(&path, word::GENERATION);
+    let started = Instant::now();
+    let (status, stderr) = run_barrierd(&[path.to_str().unwrap()], GENEROUS);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}.lock", path.display())),
+        "{stderr}"
+    );
+    assert_eq!(word_of(&path, word::GENERATION), generation);
+    assert_eq!(word_of(&path, word::STATE), layout::STATE_RUNNING);
+    // Still publishing.
+    let before = word_of(&path, word::VTIME);
+    let deadline = Instant::now() + GENEROUS;
+    while word_of(&path, word::VTIME) == before {
+        assert!(Instant::now() < deadline, "first daemon stopped publishing");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (status, stderr) = first.stop();
+    assert!(status.success(), "{status}\n{stderr}");
+}
+
+#[test]
+fn killed_helper_stops_the_publisher_with_a_reason() {
+    require_privileged!();
+    let dir = TempDir::new("killhelper");
+    let path = dir.join("pub");
+    let mut daemon = Daemon::start(&path, &[]);
+    kill(Pid::from_raw(daemon.helper_pid()), Signal::SIGKILL).unwrap();
+    let status = daemon.wait(Duration::from_secs(1));
+    assert_eq!(status.code(), Some(4), "{}", daemon.stderr.text());
+    assert!(
+        daemon.stderr.text().contains("helper exited unexpectedly"),
+        "{}",
+        daemon.stderr.text()
+    );
+    assert!(
+        daemon.stderr.text().contains("SIGKILL"),
+        "{}",
+        daemon.stderr.text()
+    );
+    assert_eq!(word_of(&path, word::STATE), layout::STATE_STOPPED);
+}
+
+#[test]
+fn killed_publisher_takes_the_helper_down() {
+    require_privileged!();
+    let dir = TempDir::new("killpub");
+    let mut daemon = Daemon::start(&dir.join("pub"), &[]);
+    let helper = daemon.helper_pid();
+    daemon.signal(Signal::SIGKILL);
+    daemon.wait(GENEROUS);
+    let deadline = Instant::now() + Duration::from_secs(1);
+    // The helper was our child's child: once it is gone, /proc has no entry
+    // (init reaps it).
+    while Path::new(&format!("/proc/{helper}")).exists() {
+        let state = std::fs::read_to_string(format!("/proc/{helper}/stat")).unwrap_or_default();
+        if state.split_whitespace().nth(2) == Some("Z") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "helper {helper} still alive");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
