@@ -181,3 +181,81 @@ pub fn policy(socket: RawFd, signals: RawFd) -> Vec<Allow> {
 pub fn lock_down(socket: RawFd, signals: RawFd) -> Result<(), SandboxError> {
     Ok(seccomp::install("barrierd", &policy(socket, signals))?)
 }
+
+#[cfg(test)]
+#[allow(unsafe_code)]
+mod tests {
+    use barrierd_privsep::seccomp::run_confined_child;
+
+    use super::*;
+
+    /// Leaves the forked child with `code`, never returning to the harness.
+    fn exit(code: i32) -> ! {
+        // SAFETY: _exit is always safe; the child must not run harness code.
+        unsafe { libc::_exit(code) }
+    }
+
+    fn errno() -> i32 {
+        std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+    }
+
+    #[test]
+    fn opening_a_file_kills_the_publisher_and_is_named() {
+        let (status, stderr) = run_confined_child(
+            || lock_down(3, 4).unwrap_or_else(|_| exit(2)),
+            // SAFETY: a plain open; the filter traps it before it runs.
+            || unsafe {
+                libc::open(c"/etc/hostname".as_ptr(), libc::O_RDONLY);
+            },
+        );
+        assert!(
+            libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGSYS,
+            "status {status:#x}, stderr {stderr:?}"
+        );
+        assert!(
+            stderr.contains("barrierd: seccomp: forbidden system call openat"),
+            "{stderr:?}"
+        );
+    }
+
+    #[test]
+    fn landlock_is_fully_enforced_and_denies_files_and_tcp() {
+        let (status, stderr) = run_confined_child(
+            // Fails unless the ruleset is fully enforced.
+            || restrict_access().unwrap_or_else(|_| exit(2)),
+            || {
+                // SAFETY: plain syscalls on values we own.
+                unsafe {
+                    if libc::open(c"/etc/hostname".as_ptr(), libc::O_RDONLY) >= 0
+                        || errno() != libc::EACCES
+                    {
+                        exit(3);
+                    }
+                    let socket = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+                    let address = libc::sockaddr_in {
+                        sin_family: libc::AF_INET as libc::sa_family_t,
+                        sin_port: 9u16.to_be(),
+                        sin_addr: libc::in_addr {
+                            s_addr: u32::from_be_bytes([127, 0, 0, 1]).to_be(),
+                        },
+                        sin_zero: [0; 8],
+                    };
+                    let rc = libc::connect(
+                        socket,
+                        (&address as *const libc::sockaddr_in).cast(),
+                        std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                    );
+                    // Without Landlock this is ECONNREFUSED.
+                    if rc == 0 || errno() != libc::EACCES {
+                        exit(4);
+                    }
+                }
+            },
+        );
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "child exit {} (2: not fully enforced, 3: file opened, 4: TCP connect not denied); {stderr}",
+            libc::WEXITSTATUS(status)
+        );
+    }
+}

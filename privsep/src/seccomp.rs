@@ -211,3 +211,47 @@ extern "C" fn on_sigsys(
     // Unreachable unless the kernel let the call through, which it cannot.
     std::process::abort();
 }
+
+/// For tests of a real policy: runs `install` then `forbidden` in a forked
+/// child whose stderr is captured, and returns how the child ended and what
+/// it wrote. The child never returns into the caller.
+#[doc(hidden)]
+pub fn run_confined_child(install: impl FnOnce(), forbidden: impl FnOnce()) -> (i32, String) {
+    let mut pipe = [0; 2];
+    // SAFETY: `pipe` is valid for two ints.
+    assert_eq!(unsafe { libc::pipe(pipe.as_mut_ptr()) }, 0);
+    // SAFETY: the child only installs the filter and makes the forbidden call
+    // (glibc keeps malloc usable after fork), then leaves with _exit.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        // SAFETY: plain descriptor calls in the child.
+        unsafe {
+            libc::dup2(pipe[1], 2);
+            libc::close(pipe[0]);
+        }
+        install();
+        forbidden();
+        // SAFETY: leaving the child without running the test harness's code.
+        unsafe { libc::_exit(0) };
+    }
+    // SAFETY: closing our copy of the write end.
+    unsafe { libc::close(pipe[1]) };
+    let mut output = Vec::new();
+    let mut buf = [0u8; 512];
+    loop {
+        // SAFETY: `buf` is valid for writes of its length.
+        let n = unsafe { libc::read(pipe[0], buf.as_mut_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            break;
+        }
+        output.extend_from_slice(&buf[..n as usize]);
+    }
+    let mut status = 0;
+    // SAFETY: reaping our own child; closing our read end.
+    unsafe {
+        libc::waitpid(pid, &mut status, 0);
+        libc::close(pipe[0]);
+    }
+    (status, String::from_utf8_lossy(&output).into_owned())
+}
