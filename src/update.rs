@@ -243,4 +243,101 @@ mod tests {
         let pass = state.apply(&[2005], 2010).unwrap();
         assert_eq!(pass.changed[0].1.vtime, 200);
     }
+
+    /// A small deterministic generator: the property test must be repeatable.
+    struct XorShift(u64);
+
+    impl XorShift {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n.max(1)
+        }
+    }
+
+    /// Random and mutated datagrams through the real decoder and validator:
+    /// never a panic, and whatever is accepted never publishes a timestamp
+    /// in the future, for a CPU out of range, or lower than before.
+    #[test]
+    fn hostile_messages_never_publish_anything_invalid() {
+        use barrierd_privsep::ipc::{decode, encode, HelperMessage, MAX_MESSAGE_LEN};
+
+        const INPUTS: usize = 200_000;
+        let ncpu = 4;
+        let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+        let mut state = fresh(ncpu);
+        let mut published = vec![0u64; ncpu];
+        let mut now = 1_000_000u64;
+        let mut buf = vec![0u8; MAX_MESSAGE_LEN];
+        let (mut accepted, mut decoded) = (0, 0);
+        for _ in 0..INPUTS {
+            now += rng.below(1000);
+            // A plausible snapshot, then damage it (or not), or pure noise.
+            let mut bytes = if rng.below(4) == 0 {
+                (0..rng.below(64))
+                    .map(|_| rng.next() as u8)
+                    .collect::<Vec<u8>>()
+            } else {
+                let len = if rng.below(8) == 0 {
+                    rng.below(8) as usize
+                } else {
+                    ncpu
+                };
+                let last_ns: Vec<u64> = (0..len)
+                    .map(|_| now.saturating_sub(rng.below(5000)) + rng.below(3))
+                    .collect();
+                encode(
+                    &HelperMessage::Snapshot {
+                        last_ns: last_ns.into(),
+                    },
+                    &mut buf,
+                )
+                .unwrap()
+                .to_vec()
+            };
+            for _ in 0..rng.below(3) {
+                if bytes.is_empty() {
+                    break;
+                }
+                let at = rng.below(bytes.len() as u64) as usize;
+                match rng.below(3) {
+                    0 => bytes[at] ^= 1 << rng.below(8),
+                    1 => bytes.truncate(at),
+                    _ => bytes.insert(at, rng.next() as u8),
+                }
+            }
+            let Ok(HelperMessage::Snapshot { last_ns }) = decode(&bytes) else {
+                continue;
+            };
+            decoded += 1;
+            let Ok(pass) = state.apply(&last_ns, now) else {
+                continue;
+            };
+            accepted += 1;
+            for (cpu, words) in pass.changed {
+                assert!(cpu < ncpu, "CPU {cpu} out of range");
+                assert!(words.ns <= now, "future timestamp {} > {now}", words.ns);
+                assert!(
+                    words.ns > published[cpu],
+                    "CPU {cpu} went from {} to {}",
+                    published[cpu],
+                    words.ns
+                );
+                published[cpu] = words.ns;
+            }
+            assert_eq!(pass.last_interrupt_ns, *published.iter().min().unwrap());
+            state.vtime_published(now);
+        }
+        eprintln!("{INPUTS} inputs: {decoded} decoded as snapshots, {accepted} accepted");
+        // The generator must exercise both sides of every check.
+        assert!(
+            decoded > INPUTS / 4 && accepted > 1000 && accepted < decoded,
+            "{decoded} decoded, {accepted} accepted"
+        );
+    }
 }
