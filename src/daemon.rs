@@ -16,6 +16,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use tracing::{debug, info};
 
 use crate::launch::{self, LaunchError};
+use crate::notify::{Notifier, NotifyError};
 use crate::published::{monotonic_ns, FileError, PublishedFile};
 use crate::sandbox::{self, Account, SandboxError};
 use crate::update::{Pass, ProtocolError, State};
@@ -47,6 +48,8 @@ pub enum DaemonError {
     Signals(#[source] nix::Error),
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
+    #[error(transparent)]
+    Notify(#[from] NotifyError),
     #[error("the helper failed during setup ({0}); its message is above")]
     HelperSetup(ExitStatus),
     #[error("the helper exited unexpectedly ({0})")]
@@ -121,13 +124,18 @@ pub fn run(config: Config) -> Result<Stopped, DaemonError> {
     for name in &config.tracepoints {
         info!("Attaching to raw tracepoint {name}.");
     }
+    let notifier = Notifier::connect()?;
     let helper = launch::spawn(&config.helper, &config.tracepoints, helper_end)?;
     file.store(word::GENERATION, previous.generation + 1);
     file.store(word::DAEMON_PID, u64::from(std::process::id()));
 
     sandbox::drop_privileges(&config.account)?;
     sandbox::restrict_access()?;
-    sandbox::lock_down(socket.as_fd().as_raw_fd(), signals.as_fd().as_raw_fd())?;
+    sandbox::lock_down(
+        socket.as_fd().as_raw_fd(),
+        signals.as_fd().as_raw_fd(),
+        notifier.as_ref().map(Notifier::fd),
+    )?;
     debug!(
         "Publisher confined as {} (uid {}).",
         config.account.name, config.account.uid
@@ -137,6 +145,7 @@ pub fn run(config: Config) -> Result<Stopped, DaemonError> {
         file,
         state: State::new(previous.per_cpu, previous.vtime),
         running: false,
+        notifier,
     };
     publisher.serve(socket, signals, helper)
 }
@@ -145,6 +154,7 @@ struct Publisher {
     file: PublishedFile,
     state: State,
     running: bool,
+    notifier: Option<Notifier>,
 }
 
 impl Publisher {
@@ -238,6 +248,7 @@ impl Publisher {
                     self.file.store(word::STATE, layout::STATE_RUNNING);
                     self.file.wake(word::STATE);
                     info!("Setup complete.");
+                    self.notify("READY=1\nSTATUS=Publishing");
                 }
                 Ok(())
             }
@@ -283,6 +294,7 @@ impl Publisher {
     /// Tells clients that nobody publishes any more, and wakes every waiter so
     /// that it notices.
     fn mark_stopped(&self) {
+        self.notify("STOPPING=1");
         let file = &self.file;
         file.store(word::STATE, layout::STATE_STOPPED);
         for index in [
@@ -296,6 +308,12 @@ impl Publisher {
         for cpu in 0..file.ncpu() {
             file.wake(layout::cpu_ns_word(cpu));
             file.wake(layout::cpu_vtime_word(cpu));
+        }
+    }
+
+    fn notify(&self, state: &str) {
+        if let Some(notifier) = &self.notifier {
+            notifier.send(state);
         }
     }
 

@@ -6,6 +6,7 @@
 
 mod daemon;
 mod launch;
+mod notify;
 mod published;
 mod sandbox;
 mod tracepoints;
@@ -72,7 +73,8 @@ fn main() -> ExitCode {
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("barrierd: error: {error:#}");
+            // Every message embeds its cause: the plain form, not the chain.
+            eprintln!("barrierd: error: {error}");
             let code = error
                 .downcast_ref::<daemon::DaemonError>()
                 .map_or(1, daemon::DaemonError::exit_code);

@@ -133,10 +133,10 @@ pub fn restrict_access() -> Result<(), SandboxError> {
 
 /// Every system call the publisher may make once confined. Anything else
 /// kills it by SIGSYS, named.
-pub fn policy(socket: RawFd, signals: RawFd) -> Vec<Allow> {
+pub fn policy(socket: RawFd, signals: RawFd, notify: Option<RawFd>) -> Vec<Allow> {
     let fd = |fd: RawFd| Arg::Eq(0, fd as u64);
     let futex_op = |op: i32| Arg::Eq(1, op as u64);
-    vec![
+    let mut table = vec![
         // Sleep until the helper sends or a stop signal arrives.
         Allow::any("poll"),
         Allow::any("ppoll"),
@@ -175,11 +175,22 @@ pub fn policy(socket: RawFd, signals: RawFd) -> Vec<Allow> {
         Allow::any("sigaltstack"),
         Allow::any("restart_syscall"),
         Allow::any("exit_group"),
-    ]
+    ];
+    if let Some(notify) = notify {
+        // Readiness and stopping, to the service manager's socket only.
+        table.push(Allow::when(
+            "sendto",
+            [fd(notify), Arg::Eq(3, libc::MSG_NOSIGNAL as u64)],
+        ));
+    }
+    table
 }
 
-pub fn lock_down(socket: RawFd, signals: RawFd) -> Result<(), SandboxError> {
-    Ok(seccomp::install("barrierd", &policy(socket, signals))?)
+pub fn lock_down(socket: RawFd, signals: RawFd, notify: Option<RawFd>) -> Result<(), SandboxError> {
+    Ok(seccomp::install(
+        "barrierd",
+        &policy(socket, signals, notify),
+    )?)
 }
 
 #[cfg(test)]
@@ -202,7 +213,7 @@ mod tests {
     #[test]
     fn opening_a_file_kills_the_publisher_and_is_named() {
         let (status, stderr) = run_confined_child(
-            || lock_down(3, 4).unwrap_or_else(|_| exit(2)),
+            || lock_down(3, 4, None).unwrap_or_else(|_| exit(2)),
             // SAFETY: a plain open; the filter traps it before it runs.
             || unsafe {
                 libc::open(c"/etc/hostname".as_ptr(), libc::O_RDONLY);

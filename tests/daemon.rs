@@ -334,3 +334,27 @@ fn bad_command_line_exits_2() {
     assert_eq!(status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("Usage"), "{stderr}");
 }
+
+/// Type=notify: READY=1 once the file is live, STOPPING=1 on SIGTERM, both
+/// from the main process (the publisher), as NotifyAccess=main requires.
+#[test]
+fn tells_the_service_manager_when_ready_and_stopping() {
+    require_privileged!();
+    let dir = TempDir::new("notify");
+    let socket_path = dir.join("notify");
+    let manager = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    manager.set_read_timeout(Some(GENEROUS)).unwrap();
+    let path = dir.join("pub");
+    let daemon = Daemon::spawn_with_env(&path, &[], &[("NOTIFY_SOCKET", &socket_path)]);
+    let mut buf = [0u8; 256];
+    let n = manager
+        .recv(&mut buf)
+        .expect("no READY=1 within the timeout");
+    let ready = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(ready.starts_with("READY=1"), "{ready:?}");
+    assert_eq!(View::open(&path).load(word::STATE), layout::STATE_RUNNING);
+    let (status, stderr) = daemon.stop();
+    assert!(status.success(), "{status}\n{stderr}");
+    let n = manager.recv(&mut buf).expect("no STOPPING=1");
+    assert_eq!(&buf[..n], b"STOPPING=1");
+}

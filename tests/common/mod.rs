@@ -150,9 +150,15 @@ impl Daemon {
 
     /// Starts the daemon without waiting for anything.
     pub fn spawn(path: &Path, args: &[&str]) -> Daemon {
+        Self::spawn_with_env(path, args, &[])
+    }
+
+    /// Starts the daemon with extra environment variables.
+    pub fn spawn_with_env(path: &Path, args: &[&str], env: &[(&str, &Path)]) -> Daemon {
         let mut child = Command::new(barrierd_bin())
             .arg(path)
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
