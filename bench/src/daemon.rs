@@ -12,7 +12,7 @@ use barrierd_client::{Barrierd, OpenError};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::procfs::{self, ProcError};
+use crate::procfs::{self, ProcError, SchedStat};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -211,8 +211,8 @@ impl DaemonProcesses {
         }
     }
 
-    /// Publisher's plus helper's time on CPU so far, in ns.
-    pub fn cpu_ns(&self) -> Result<u64, DaemonError> {
-        Ok(procfs::process_cpu_ns(self.publisher)? + procfs::process_cpu_ns(self.helper)?)
+    /// Publisher's plus helper's scheduling counters so far.
+    pub fn schedstat(&self) -> Result<SchedStat, DaemonError> {
+        Ok(procfs::process_schedstat(self.publisher)? + procfs::process_schedstat(self.helper)?)
     }
 }

@@ -33,7 +33,7 @@ use daemon::{DaemonProcesses, OwnDaemon};
 use load::BusyLoad;
 use methods::{Barriers, Method, MethodError, Rng};
 use procfs::{Environment, Ipis};
-use report::{CpuWindow, MethodResult, Report, Scenario, ScenarioResult};
+use report::{CpuCounters, CpuWindow, MethodResult, Report, Scenario, ScenarioResult};
 use stats::Summary;
 
 #[derive(Parser)]
@@ -126,7 +126,10 @@ fn run(args: &Args) -> anyhow::Result<()> {
             None
         }
     };
-    let cpu_ns = || processes.as_ref().and_then(|p| p.cpu_ns().ok());
+    let meter = Meter {
+        processes,
+        measurer: nix::unistd::gettid().as_raw() as u32,
+    };
 
     let iterations = args.iterations as usize;
     let global_iterations = iterations.div_ceil(3);
@@ -151,9 +154,9 @@ fn run(args: &Args) -> anyhow::Result<()> {
             args.quiet_secs
         );
         std::thread::sleep(SETTLE);
-        let (start, cpu0) = (Instant::now(), cpu_ns());
+        let start = meter.read();
         std::thread::sleep(Duration::from_secs(args.quiet_secs));
-        window(start, cpu0, cpu_ns())
+        meter.since(start)
     });
 
     let barriers = Barriers::new(&barrierd);
@@ -163,7 +166,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
         let busy = scenario.busy_cpus(&usable);
         let load = BusyLoad::start(&busy)?;
         std::thread::sleep(SETTLE);
-        let (start, cpu0) = (Instant::now(), cpu_ns());
+        let start = meter.read();
         let mut results = Vec::new();
         for (m, method) in Method::ALL.into_iter().enumerate() {
             let n = match method {
@@ -171,15 +174,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
                 _ => iterations,
             };
             let mut rng = Rng::new(0x5eed_0000 + (s * 16 + m) as u64);
-            let result = measure(
-                &barriers,
-                method,
-                n,
-                args.warmup,
-                max_gap,
-                &mut rng,
-                &cpu_ns,
-            )?;
+            let result = measure(&barriers, method, n, args.warmup, max_gap, &mut rng, &meter)?;
             let result = MethodResult {
                 note: note(method, load.cpus(), &usable),
                 ..result
@@ -197,7 +192,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
             );
             results.push(result);
         }
-        let cpu = window(start, cpu0, cpu_ns());
+        let cpu = meter.since(start);
         drop(load);
         std::thread::sleep(SETTLE);
         scenarios.push(ScenarioResult {
@@ -248,8 +243,12 @@ fn run(args: &Args) -> anyhow::Result<()> {
         report.environment.date,
     );
     print!("{}", report::table(&report));
+    println!();
+    print!("{}", report::scheduling(&report));
+    println!();
     print!("{}", report::notes(&report));
     print!("{}", report::targets_text(&report.targets));
+    print!("{}", report::disturbances(&report));
     if let Some(status) = daemon_exit {
         println!("barrierd stopped with SIGTERM: {status}");
         if !status.success() {
@@ -259,10 +258,30 @@ fn run(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn window(start: Instant, cpu0: Option<u64>, cpu1: Option<u64>) -> CpuWindow {
-    let wall_ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-    let cpu = cpu0.zip(cpu1).map(|(a, b)| b.saturating_sub(a));
-    CpuWindow::new(wall_ns, cpu)
+/// Reads the CPU time counters that [`CpuWindow`]s are made of.
+struct Meter {
+    processes: Option<DaemonProcesses>,
+    /// The thread that issues the barriers (the main thread).
+    measurer: u32,
+}
+
+impl Meter {
+    fn read(&self) -> (Instant, CpuCounters) {
+        let pid = std::process::id();
+        let counters = CpuCounters {
+            daemon: self.processes.and_then(|p| p.schedstat().ok()),
+            bench_ns: procfs::process_schedstat(pid).ok().map(|s| s.cpu_ns),
+            measurer: procfs::thread_schedstat(pid, self.measurer).ok(),
+            machine_busy_ns: procfs::machine_busy_ns().ok(),
+        };
+        (Instant::now(), counters)
+    }
+
+    fn since(&self, (start, before): (Instant, CpuCounters)) -> CpuWindow {
+        let (end, after) = self.read();
+        let wall_ns = u64::try_from((end - start).as_nanos()).unwrap_or(u64::MAX);
+        CpuWindow::between(wall_ns, before, after)
+    }
 }
 
 /// Runs one method; a method the machine cannot do is reported as skipped.
@@ -273,7 +292,7 @@ fn measure(
     warmup: usize,
     max_gap: Duration,
     rng: &mut Rng,
-    cpu_ns: &dyn Fn() -> Option<u64>,
+    meter: &Meter,
 ) -> anyhow::Result<MethodResult> {
     let mut result = MethodResult {
         method,
@@ -283,7 +302,7 @@ fn measure(
         summary: None,
         timeouts: 0,
         barriers_issued: 0,
-        cpu: CpuWindow::new(1, None),
+        cpu: CpuWindow::default(),
         ipis: None,
         ipis_per_barrier: None,
         note: None,
@@ -294,7 +313,7 @@ fn measure(
         return Ok(result);
     }
     let ipis0 = Ipis::read().ok();
-    let (start, cpu0) = (Instant::now(), cpu_ns());
+    let start = meter.read();
     let (samples, timeouts) = match barriers.measure(method, warmup, iterations, max_gap, rng) {
         Ok(measured) => measured,
         Err(MethodError::Unavailable(why)) => {
@@ -303,7 +322,7 @@ fn measure(
         }
         Err(error) => return Err(error.into()),
     };
-    result.cpu = window(start, cpu0, cpu_ns());
+    result.cpu = meter.since(start);
     let issued = warmup + iterations;
     result.ipis = ipis0
         .zip(Ipis::read().ok())

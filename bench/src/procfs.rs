@@ -28,43 +28,102 @@ fn read(path: &str) -> Result<String, ProcError> {
     })
 }
 
-/// The first field of a schedstat file: time spent on a CPU, in ns.
-pub fn parse_schedstat(text: &str) -> Option<u64> {
-    text.split_whitespace().next()?.parse().ok()
+/// A task's scheduling counters (/proc/PID/task/TID/schedstat).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SchedStat {
+    /// Time spent on a CPU, ns.
+    pub cpu_ns: u64,
+    /// Time spent runnable, waiting on a run queue for a CPU, ns.
+    pub wait_ns: u64,
+    /// Number of times it was given a CPU.
+    pub runs: u64,
 }
 
-/// Time on CPU of every thread of process `pid`, in ns (the first field of
-/// each /proc/PID/task/TID/schedstat, summed; for a single-threaded process
-/// that is /proc/PID/schedstat).
-pub fn process_cpu_ns(pid: u32) -> Result<u64, ProcError> {
+impl std::ops::Add for SchedStat {
+    type Output = SchedStat;
+    fn add(self, other: SchedStat) -> SchedStat {
+        SchedStat {
+            cpu_ns: self.cpu_ns + other.cpu_ns,
+            wait_ns: self.wait_ns + other.wait_ns,
+            runs: self.runs + other.runs,
+        }
+    }
+}
+
+pub fn parse_schedstat(text: &str) -> Option<SchedStat> {
+    let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().ok());
+    Some(SchedStat {
+        cpu_ns: fields.next()??,
+        wait_ns: fields.next()??,
+        runs: fields.next()??,
+    })
+}
+
+fn gone(error: &io::Error) -> bool {
+    // A thread that exited since the listing: ENOENT, or ESRCH when it exits
+    // while the file is being opened or read.
+    error.kind() == io::ErrorKind::NotFound || error.raw_os_error() == Some(libc::ESRCH)
+}
+
+/// Thread `tid` of process `pid`.
+pub fn thread_schedstat(pid: u32, tid: u32) -> Result<SchedStat, ProcError> {
+    let path = format!("/proc/{pid}/task/{tid}/schedstat");
+    let text = read(&path)?;
+    parse_schedstat(&text).ok_or(ProcError::Parse { path, text })
+}
+
+/// Every thread of process `pid`, summed (for a single-threaded process,
+/// /proc/PID/schedstat).
+pub fn process_schedstat(pid: u32) -> Result<SchedStat, ProcError> {
     let dir = format!("/proc/{pid}/task");
-    let entries = fs::read_dir(&dir).map_err(|source| ProcError::Read {
+    let error = |source| ProcError::Read {
         path: dir.clone(),
         source,
-    })?;
-    let mut total = 0;
-    for entry in entries {
-        let entry = entry.map_err(|source| ProcError::Read {
-            path: dir.clone(),
-            source,
-        })?;
-        let path = format!("{}/schedstat", entry.path().display());
-        match fs::read_to_string(&path) {
-            Ok(text) => {
-                total += parse_schedstat(&text).ok_or_else(|| ProcError::Parse {
-                    path: path.clone(),
-                    text,
-                })?;
-            }
-            // A thread that exited since the listing (ENOENT, or ESRCH when
-            // it exits while the file is being opened or read).
-            Err(error)
-                if error.kind() == io::ErrorKind::NotFound
-                    || error.raw_os_error() == Some(libc::ESRCH) => {}
-            Err(source) => return Err(ProcError::Read { path, source }),
+    };
+    let mut total = SchedStat::default();
+    for entry in fs::read_dir(&dir).map_err(error)? {
+        let tid = entry.map_err(error)?.file_name();
+        let Some(tid) = tid.to_str().and_then(|t| t.parse().ok()) else {
+            continue;
+        };
+        match thread_schedstat(pid, tid) {
+            Ok(stat) => total = total + stat,
+            Err(ProcError::Read { source, .. }) if gone(&source) => {}
+            Err(other) => return Err(other),
         }
     }
     Ok(total)
+}
+
+/// Busy time of all CPUs together (user, nice, system, irq and softirq;
+/// not idle, iowait or steal) from /proc/stat's first line, in clock ticks.
+pub fn parse_proc_stat_busy(text: &str) -> Option<u64> {
+    let mut fields = text.lines().next()?.split_whitespace();
+    if fields.next()? != "cpu" {
+        return None;
+    }
+    let ticks: Vec<u64> = fields.map_while(|f| f.parse().ok()).collect();
+    let at = |i: usize| ticks.get(i).copied();
+    // user nice system idle iowait irq softirq steal guest guest_nice
+    Some(at(0)? + at(1)? + at(2)? + at(5)? + at(6)?)
+}
+
+/// Busy time of all CPUs together since boot, in ns (tick-sampled, so good
+/// to about 10 ms per CPU over a window).
+pub fn machine_busy_ns() -> Result<u64, ProcError> {
+    let path = "/proc/stat";
+    let text = read(path)?;
+    let ticks = parse_proc_stat_busy(&text).ok_or_else(|| ProcError::Parse {
+        path: path.into(),
+        text: text.lines().next().unwrap_or("").into(),
+    })?;
+    let per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .and_then(|hz| u64::try_from(hz).ok())
+        .filter(|&hz| hz > 0)
+        .unwrap_or(100);
+    Ok(ticks.saturating_mul(1_000_000_000 / per_second))
 }
 
 /// The children of process `pid` (of its main thread, as the daemon starts
@@ -263,16 +322,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn schedstat_first_field() {
-        assert_eq!(parse_schedstat("123456 789 10\n"), Some(123_456));
+    fn schedstat_fields() {
+        assert_eq!(
+            parse_schedstat("123456 789 10\n"),
+            Some(SchedStat {
+                cpu_ns: 123_456,
+                wait_ns: 789,
+                runs: 10
+            })
+        );
         assert_eq!(parse_schedstat(""), None);
+        assert_eq!(parse_schedstat("1 2"), None);
         assert_eq!(parse_schedstat("x 1 2"), None);
     }
 
     #[test]
+    fn proc_stat_busy_ticks() {
+        let text = "cpu  100 2 30 5000 7 4 5 9 0 0\ncpu0 50 1 15 2500 3 2 2 4 0 0\n";
+        assert_eq!(parse_proc_stat_busy(text), Some(100 + 2 + 30 + 4 + 5));
+        assert_eq!(parse_proc_stat_busy("cpu0 1 2 3 4 5 6 7\n"), None);
+        assert_eq!(parse_proc_stat_busy("cpu 1 2 3\n"), None);
+        assert!(machine_busy_ns().is_ok());
+    }
+
+    #[test]
     fn this_process_has_used_some_cpu() {
-        let ns = process_cpu_ns(std::process::id()).unwrap();
-        assert!(ns > 0);
+        // A sleep switches this (new) thread out, which is when its
+        // counters are brought up to date.
+        std::thread::sleep(Duration::from_millis(2));
+        // This thread first: the process's sum, read after, includes its
+        // later (so larger) counters.
+        let tid = nix::unistd::gettid().as_raw() as u32;
+        let thread = thread_schedstat(std::process::id(), tid).unwrap();
+        let stat = process_schedstat(std::process::id()).unwrap();
+        assert!(thread.cpu_ns > 0 && thread.runs > 0);
+        assert!(thread.cpu_ns <= stat.cpu_ns && thread.runs <= stat.runs);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::methods::Method;
-use crate::procfs::{Environment, Ipis};
+use crate::procfs::{Environment, Ipis, SchedStat};
 use crate::stats::Summary;
 
 #[derive(Debug, Serialize)]
@@ -36,21 +36,57 @@ pub struct Config {
     pub helper_pid: Option<u32>,
 }
 
-#[derive(Debug, Clone, Copy, Serialize)]
+/// CPU use over a stretch of wall time. Percentages are of one core.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct CpuWindow {
     pub wall_ns: u64,
     /// Publisher plus helper, ns on CPU over the window.
     pub daemon_cpu_ns: Option<u64>,
-    /// `daemon_cpu_ns` as a percentage of one core over `wall_ns`.
     pub daemon_cpu_percent: Option<f64>,
+    /// How many times the publisher or the helper was given a CPU.
+    pub daemon_runs: Option<u64>,
+    /// How long they waited, runnable, for a CPU, ns in all.
+    pub daemon_wait_ns: Option<u64>,
+    /// The measuring thread's wait, runnable, for a CPU, ns in all.
+    pub measurer_wait_ns: Option<u64>,
+    /// This benchmark (measuring and load threads).
+    pub bench_cpu_percent: Option<f64>,
+    /// The rest of the machine: all CPUs' busy time (/proc/stat, so
+    /// tick-sampled) minus the daemon and this benchmark. Says how quiet
+    /// "idle" really was.
+    pub others_cpu_percent: Option<f64>,
+}
+
+/// CPU time counters read at one instant.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuCounters {
+    pub daemon: Option<SchedStat>,
+    pub bench_ns: Option<u64>,
+    pub measurer: Option<SchedStat>,
+    pub machine_busy_ns: Option<u64>,
 }
 
 impl CpuWindow {
-    pub fn new(wall_ns: u64, daemon_cpu_ns: Option<u64>) -> CpuWindow {
+    /// The window between two readings `wall_ns` apart.
+    pub fn between(wall_ns: u64, before: CpuCounters, after: CpuCounters) -> CpuWindow {
+        let delta = |f: &dyn Fn(&CpuCounters) -> Option<u64>| {
+            f(&before).zip(f(&after)).map(|(a, b)| b.saturating_sub(a))
+        };
+        let daemon = delta(&|c| c.daemon.map(|d| d.cpu_ns));
+        let bench = delta(&|c| c.bench_ns);
+        let machine = delta(&|c| c.machine_busy_ns);
+        let percent = |ns: u64| 100.0 * ns as f64 / wall_ns.max(1) as f64;
         CpuWindow {
             wall_ns,
-            daemon_cpu_ns,
-            daemon_cpu_percent: daemon_cpu_ns.map(|cpu| 100.0 * cpu as f64 / wall_ns.max(1) as f64),
+            daemon_cpu_ns: daemon,
+            daemon_cpu_percent: daemon.map(percent),
+            daemon_runs: delta(&|c| c.daemon.map(|d| d.runs)),
+            daemon_wait_ns: delta(&|c| c.daemon.map(|d| d.wait_ns)),
+            measurer_wait_ns: delta(&|c| c.measurer.map(|m| m.wait_ns)),
+            bench_cpu_percent: bench.map(percent),
+            others_cpu_percent: machine
+                .zip(bench)
+                .map(|(m, b)| percent(m.saturating_sub(b).saturating_sub(daemon.unwrap_or(0)))),
         }
     }
 }
@@ -136,6 +172,10 @@ fn percent(p: Option<f64>) -> String {
     p.map_or_else(|| "n/a".into(), |p| format!("{p:.3}"))
 }
 
+fn percent_short(p: Option<f64>) -> String {
+    p.map_or_else(|| "n/a".into(), |p| format!("{p:.1}"))
+}
+
 /// The table: one row per (scenario, method), latencies in ms, then each
 /// scenario's daemon CPU use.
 pub fn table(report: &Report) -> String {
@@ -193,23 +233,90 @@ pub fn table(report: &Report) -> String {
         }
     }
     let _ = writeln!(out);
+    let line = |what: &str, w: &CpuWindow| {
+        format!(
+            "daemon CPU, {what}: {} % of one core over {:.1} s (this benchmark {} %, rest of the machine {} %)\n",
+            percent(w.daemon_cpu_percent),
+            w.wall_ns as f64 / 1e9,
+            percent_short(w.bench_cpu_percent),
+            percent_short(w.others_cpu_percent),
+        )
+    };
     if let Some(quiet) = &report.quiet {
-        let _ = writeln!(
-            out,
-            "daemon CPU, quiet (no barriers, no load): {} % of one core over {:.1} s",
-            percent(quiet.daemon_cpu_percent),
-            quiet.wall_ns as f64 / 1e9
-        );
+        out += &line("quiet (no barriers, no load)", quiet);
     }
     for scenario in &report.scenarios {
-        let _ = writeln!(
-            out,
-            "daemon CPU, {:<5} (busy CPUs {:?}): {} % of one core over {:.1} s",
+        let what = format!(
+            "{:<5} (busy CPUs {:?})",
             scenario.scenario.name(),
-            scenario.busy_cpus,
-            percent(scenario.cpu.daemon_cpu_percent),
-            scenario.cpu.wall_ns as f64 / 1e9
+            scenario.busy_cpus
         );
+        out += &line(&what, &scenario.cpu);
+    }
+    out
+}
+
+/// For the barrierd rows: how often the daemon ran per barrier, what that
+/// cost, and how long the daemon and the measuring thread sat runnable on a
+/// run queue: on loaded CPUs that, not the tick, is what can stretch a
+/// barrier.
+pub fn scheduling(report: &Report) -> String {
+    let mut out = format!(
+        "{:<8} {:<20} {:>14} {:>16} {:>19} {:>20}\n",
+        "scenario",
+        "method",
+        "daemon runs/op",
+        "daemon CPU µs/op",
+        "daemon wait µs/run",
+        "measurer wait µs/op"
+    );
+    let per = |value: Option<u64>, count: u64, scale: f64| {
+        value.filter(|_| count > 0).map_or_else(
+            || "n/a".into(),
+            |v| format!("{:.1}", v as f64 / count as f64 / scale),
+        )
+    };
+    for scenario in &report.scenarios {
+        for m in scenario.methods.iter().filter(|m| m.method.is_barrierd()) {
+            let issued = m.barriers_issued as u64;
+            let runs = m.cpu.daemon_runs.unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "{:<8} {:<20} {:>14} {:>16} {:>19} {:>20}",
+                scenario.scenario.name(),
+                m.name,
+                per(m.cpu.daemon_runs, issued, 1.0),
+                per(m.cpu.daemon_cpu_ns, issued, 1e3),
+                per(m.cpu.daemon_wait_ns, runs, 1e3),
+                per(m.cpu.measurer_wait_ns, issued, 1e3),
+            );
+        }
+    }
+    out
+}
+
+/// Above this much of one core used by the rest of the machine, a window
+/// is flagged as disturbed.
+pub const DISTURBED_PERCENT: f64 = 10.0;
+
+/// Warnings for windows during which something else kept the machine busy
+/// (another build, another benchmark): their numbers are not those of the
+/// scenario they are labelled with.
+pub fn disturbances(report: &Report) -> String {
+    let mut out = String::new();
+    let windows = report
+        .quiet
+        .iter()
+        .map(|q| ("quiet window", q))
+        .chain(report.scenarios.iter().map(|s| (s.scenario.name(), &s.cpu)));
+    for (what, window) in windows {
+        if let Some(others) = window.others_cpu_percent.filter(|&p| p > DISTURBED_PERCENT) {
+            let _ = writeln!(
+                out,
+                "WARNING: {what}: the rest of the machine used {others:.0} % of a core \
+                 (> {DISTURBED_PERCENT} %): not the scenario it is labelled; run again on a quiet machine"
+            );
+        }
     }
     out
 }
@@ -317,11 +424,37 @@ mod tests {
         assert_eq!(Scenario::Mixed.busy_cpus(&[0, 1, 2]), vec![2]);
     }
 
+    fn counters(daemon: u64, bench: u64, machine: u64) -> CpuCounters {
+        CpuCounters {
+            daemon: Some(SchedStat {
+                cpu_ns: daemon,
+                wait_ns: daemon / 10,
+                runs: daemon / 1000,
+            }),
+            bench_ns: Some(bench),
+            measurer: None,
+            machine_busy_ns: Some(machine),
+        }
+    }
+
     #[test]
     fn cpu_percent_of_one_core() {
-        let w = CpuWindow::new(2_000_000_000, Some(1_000_000));
+        let w = CpuWindow::between(
+            2_000_000_000,
+            counters(5, 1_000, 10_000),
+            counters(1_000_005, 201_000, 1_010_000),
+        );
+        assert_eq!(w.daemon_cpu_ns, Some(1_000_000));
+        assert_eq!(w.daemon_wait_ns, Some(100_000));
+        assert_eq!(w.daemon_runs, Some(1_000));
+        assert_eq!(w.measurer_wait_ns, None);
         assert_eq!(w.daemon_cpu_percent, Some(0.05));
-        assert_eq!(CpuWindow::new(1, None).daemon_cpu_percent, None);
+        assert_eq!(w.bench_cpu_percent, Some(0.01));
+        // 1 ms of the machine's busy time, minus the daemon's and ours.
+        assert_eq!(w.others_cpu_percent, Some(0.0));
+        let unknown = CpuWindow::between(1, CpuCounters::default(), counters(1, 1, 1));
+        assert_eq!(unknown.daemon_cpu_percent, None);
+        assert_eq!(unknown.others_cpu_percent, None);
     }
 
     fn result(scenario: Scenario, p50_ms: f64, max_ms: f64, cpu: f64) -> ScenarioResult {
@@ -329,7 +462,11 @@ mod tests {
         ScenarioResult {
             scenario,
             busy_cpus: vec![],
-            cpu: CpuWindow::new(100_000_000_000, Some((cpu * 1e9) as u64)),
+            cpu: CpuWindow::between(
+                100_000_000_000,
+                counters(0, 0, 0),
+                counters((cpu * 1e9) as u64, 0, 0),
+            ),
             methods: vec![MethodResult {
                 method: Method::BarrierdNs,
                 name: Method::BarrierdNs.name(),
@@ -346,7 +483,7 @@ mod tests {
                 }),
                 timeouts: 0,
                 barriers_issued: 3,
-                cpu: CpuWindow::new(1, None),
+                cpu: CpuWindow::default(),
                 ipis: None,
                 ipis_per_barrier: None,
                 note: None,
@@ -377,5 +514,37 @@ mod tests {
                 ("daemon CPU, idle scenario (barriers running)", true),
             ]
         );
+    }
+
+    #[test]
+    fn disturbed_windows_are_flagged() {
+        let quiet = CpuWindow {
+            others_cpu_percent: Some(1.0),
+            ..CpuWindow::default()
+        };
+        let mut idle = result(Scenario::Idle, 0.1, 0.3, 0.05);
+        idle.cpu.others_cpu_percent = Some(150.0);
+        let report = Report {
+            tool: "test",
+            environment: Environment::read(vec![0]),
+            config: Config {
+                iterations: 1,
+                global_iterations: 1,
+                warmup: 0,
+                max_gap_ns: 0,
+                daemon: "external",
+                daemon_binary: None,
+                file: String::new(),
+                daemon_pid: None,
+                helper_pid: None,
+            },
+            quiet: Some(quiet),
+            scenarios: vec![idle, result(Scenario::Busy, 2.0, 3.0, 0.05)],
+            daemon_exit: None,
+            targets: vec![],
+        };
+        let text = disturbances(&report);
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(text.starts_with("WARNING: idle: the rest of the machine used 150 %"));
     }
 }
