@@ -69,6 +69,12 @@ struct Args {
     /// daemon's CPU use on a quiet machine is measured (0 skips it).
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     quiet_secs: u64,
+    /// Before measuring, wait up to this many seconds for the rest of the
+    /// machine to go quiet (under 10 % of a core for a whole second), so
+    /// that a concurrent build does not pass for the idle scenario. Measures
+    /// anyway, with a warning, when it does not (0: do not wait).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    wait_quiet: u64,
 }
 
 /// How long the daemon may take to publish after being started.
@@ -148,6 +154,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
         helper_pid: processes.map(|p| p.helper),
     };
 
+    wait_for_quiet(&meter, Duration::from_secs(args.wait_quiet));
     let quiet = (args.quiet_secs > 0).then(|| {
         eprintln!(
             "quiet: {} s with nothing running, for the daemon's idle CPU use",
@@ -256,6 +263,39 @@ fn run(args: &Args) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Waits until the rest of the machine used less than
+/// [`report::DISTURBED_PERCENT`] of a core over a whole second, at most
+/// `patience`.
+fn wait_for_quiet(meter: &Meter, patience: Duration) {
+    if patience.is_zero() {
+        return;
+    }
+    let deadline = Instant::now() + patience;
+    let mut said = false;
+    loop {
+        let start = meter.read();
+        std::thread::sleep(Duration::from_secs(1));
+        let others = meter.since(start).others_cpu_percent.unwrap_or(0.0);
+        if others < report::DISTURBED_PERCENT {
+            return;
+        }
+        if Instant::now() >= deadline {
+            eprintln!(
+                "barrierd-bench: the machine is still busy ({others:.0} % of a core used by \
+                 others) after {patience:?}; measuring anyway"
+            );
+            return;
+        }
+        if !said {
+            eprintln!(
+                "waiting up to {patience:?} for the machine to go quiet ({others:.0} % of a \
+                 core used by others)"
+            );
+            said = true;
+        }
+    }
 }
 
 /// Reads the CPU time counters that [`CpuWindow`]s are made of.

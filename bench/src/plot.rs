@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::stats::cdf;
 
@@ -15,6 +16,9 @@ pub enum PlotError {
     #[error("{0}: nothing to plot")]
     Empty(String),
 }
+
+/// Pixels right of the plot for the legend.
+const LEGEND_WIDTH: u32 = 200;
 
 /// Colour-blind-safe (Okabe-Ito) colours, one per line.
 const COLOURS: [RGBColor; 7] = [
@@ -66,10 +70,14 @@ pub fn cdf_svg(path: &Path, title: &str, series: &[(&str, &[u64])]) -> Result<()
         path: shown.clone(),
         message: e.to_string(),
     };
-    let root = SVGBackend::new(path, (960, 600)).into_drawing_area();
+    let root = SVGBackend::new(path, (1100, 600)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| draw_error(&e))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 22))
+    let body = root
+        .titled(title, ("sans-serif", 22))
+        .map_err(|e| draw_error(&e))?;
+    // The legend goes beside the plot, where no line can hide under it.
+    let (plot, legend) = body.split_horizontally(1100 - LEGEND_WIDTH);
+    let mut chart = ChartBuilder::on(&plot)
         .margin(16)
         .x_label_area_size(48)
         .y_label_area_size(64)
@@ -87,6 +95,7 @@ pub fn cdf_svg(path: &Path, title: &str, series: &[(&str, &[u64])]) -> Result<()
         .bold_line_style(RGBColor(200, 200, 200))
         .draw()
         .map_err(|e| draw_error(&e))?;
+    let mut row = 0;
     for (i, (name, samples)) in series.iter().enumerate() {
         if samples.is_empty() {
             continue;
@@ -103,20 +112,26 @@ pub fn cdf_svg(path: &Path, title: &str, series: &[(&str, &[u64])]) -> Result<()
         }
         chart
             .draw_series(LineSeries::new(points, colour.stroke_width(2)))
-            .map_err(|e| draw_error(&e))?
-            .label(*name)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 24, y)], colour.stroke_width(3))
-            });
+            .map_err(|e| draw_error(&e))?;
+        let y = 40 + 28 * row;
+        legend
+            .draw(&PathElement::new(
+                vec![(4, y), (34, y)],
+                colour.stroke_width(3),
+            ))
+            .map_err(|e| draw_error(&e))?;
+        legend
+            .draw(&Text::new(
+                name.to_string(),
+                (42, y),
+                ("sans-serif", 15)
+                    .into_font()
+                    .color(&BLACK)
+                    .pos(Pos::new(HPos::Left, VPos::Center)),
+            ))
+            .map_err(|e| draw_error(&e))?;
+        row += 1;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 15))
-        .draw()
-        .map_err(|e| draw_error(&e))?;
     root.present().map_err(|e| draw_error(&e))?;
     Ok(())
 }
