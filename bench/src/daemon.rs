@@ -54,6 +54,15 @@ pub enum DaemonError {
     Proc(#[from] ProcError),
 }
 
+/// Starting barrierd takes root (its helper loads BPF programs).
+pub fn require_root() -> Result<(), DaemonError> {
+    if nix::unistd::geteuid().is_root() {
+        Ok(())
+    } else {
+        Err(DaemonError::NotRoot)
+    }
+}
+
 /// The barrierd binary next to this executable (`target/release/barrierd`
 /// for `target/release/barrierd-bench`), or the one named on the command
 /// line; checked to exist.
@@ -86,9 +95,7 @@ impl OwnDaemon {
     /// Starts `binary PATH` (default tracepoints) as root and waits until the
     /// file says it is running.
     pub fn start(binary: &Path, timeout: Duration) -> Result<(OwnDaemon, Barrierd), DaemonError> {
-        if !nix::unistd::geteuid().is_root() {
-            return Err(DaemonError::NotRoot);
-        }
+        require_root()?;
         let dir = std::env::temp_dir().join(format!("barrierd-bench-{}", std::process::id()));
         let dir_error = |source| DaemonError::Dir {
             path: dir.clone(),

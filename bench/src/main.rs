@@ -113,6 +113,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
             (Under::External, barrierd, None)
         }
         None => {
+            daemon::require_root()?;
             let binary = daemon::find_binary(args.daemon.as_deref())?;
             eprintln!("starting {} on a temporary file", binary.display());
             let (daemon, barrierd) = OwnDaemon::start(&binary, START_TIMEOUT)?;
