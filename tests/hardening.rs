@@ -239,3 +239,88 @@ fn killed_publisher_takes_the_helper_down() {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// A client that keeps the file mapped across kills and restarts sees a
+/// consistent file at every instant: no timestamp in the future, none going
+/// backwards, and the global word never above a per-CPU one read after it.
+#[test]
+fn mapped_file_stays_consistent_across_kills_and_restarts() {
+    require_privileged!();
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    let dir = TempDir::new("consistent");
+    let path = dir.join("pub");
+    let daemon = Daemon::start(&path, &[]);
+    let file = std::fs::File::open(&path).unwrap();
+    // SAFETY: the daemon only changes the file with atomic stores; we only
+    // read it through relaxed atomic loads.
+    let map = unsafe { memmap2::Mmap::map(&file).unwrap() };
+    let ncpu = word_of(&path, word::NCPU) as usize;
+    let stop = Arc::new(AtomicBool::new(false));
+    let samples = Arc::new(AtomicU64::new(0));
+    let reader = {
+        let (stop, samples) = (stop.clone(), samples.clone());
+        std::thread::spawn(move || {
+            let load = |index: usize| {
+                // SAFETY: in bounds of the mapping (ncpu records), aligned.
+                let word = unsafe {
+                    AtomicU64::from_ptr(map.as_ptr().cast::<u64>().add(index).cast_mut())
+                };
+                let value = word.load(Ordering::Relaxed);
+                std::sync::atomic::fence(Ordering::Acquire);
+                value
+            };
+            let mut last = vec![0u64; layout::file_bytes(ncpu) / 8];
+            while !stop.load(Ordering::Relaxed) {
+                let global = load(word::LAST_INTERRUPT_NS);
+                let per_cpu: Vec<u64> = (0..ncpu).map(|c| load(layout::cpu_ns_word(c))).collect();
+                let now = common::monotonic_ns();
+                for (index, value) in [(word::LAST_INTERRUPT_NS, global)].into_iter().chain(
+                    per_cpu
+                        .iter()
+                        .enumerate()
+                        .map(|(c, &v)| (layout::cpu_ns_word(c), v)),
+                ) {
+                    assert!(
+                        value <= now,
+                        "word {index}: {value} is in the future ({now})"
+                    );
+                    assert!(
+                        value >= last[index],
+                        "word {index} went back from {} to {value}",
+                        last[index]
+                    );
+                    last[index] = value;
+                }
+                assert!(
+                    per_cpu.iter().all(|&ns| ns >= global),
+                    "global {global} above {per_cpu:?}"
+                );
+                samples.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+
+    let pause = || std::thread::sleep(Duration::from_millis(50));
+    pause();
+    let mut daemon = daemon;
+    daemon.signal(Signal::SIGKILL);
+    daemon.wait(GENEROUS);
+    pause();
+    let mut daemon = Daemon::start(&path, &[]);
+    pause();
+    kill(Pid::from_raw(daemon.helper_pid()), Signal::SIGKILL).unwrap();
+    assert_eq!(daemon.wait(GENEROUS).code(), Some(4));
+    assert_eq!(word_of(&path, word::STATE), layout::STATE_STOPPED);
+    pause();
+    let daemon = Daemon::start(&path, &[]);
+    pause();
+    let (status, stderr) = daemon.stop();
+    assert!(status.success(), "{status}\n{stderr}");
+    assert_eq!(word_of(&path, word::STATE), layout::STATE_STOPPED);
+    assert_eq!(word_of(&path, word::GENERATION), 3);
+    stop.store(true, Ordering::Relaxed);
+    reader.join().expect("the reader saw an inconsistent file");
+    assert!(samples.load(Ordering::Relaxed) > 100);
+}
