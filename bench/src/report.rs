@@ -234,8 +234,16 @@ pub fn table(report: &Report) -> String {
     }
     let _ = writeln!(out);
     let line = |what: &str, w: &CpuWindow| {
+        let runs = match (w.daemon_runs, w.daemon_cpu_ns) {
+            (Some(runs), Some(cpu)) if runs > 0 => format!(
+                ", {:.0} runs/s of {:.1} µs",
+                runs as f64 / (w.wall_ns.max(1) as f64 / 1e9),
+                cpu as f64 / runs as f64 / 1e3
+            ),
+            _ => String::new(),
+        };
         format!(
-            "daemon CPU, {what}: {} % of one core over {:.1} s (this benchmark {} %, rest of the machine {} %)\n",
+            "daemon CPU, {what}: {} % of one core over {:.1} s{runs} (this benchmark {} %, rest of the machine {} %)\n",
             percent(w.daemon_cpu_percent),
             w.wall_ns as f64 / 1e9,
             percent_short(w.bench_cpu_percent),
