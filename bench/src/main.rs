@@ -62,9 +62,13 @@ struct Args {
     /// Untimed barriers before each method's timed ones.
     #[arg(long, value_name = "N", default_value_t = 10)]
     warmup: usize,
-    /// Longest pseudo-random pause between two barriers, in microseconds.
-    #[arg(long, value_name = "US", default_value_t = 1000)]
-    max_gap_us: u64,
+    /// Longest pseudo-random pause between two barriers, in microseconds
+    /// [default: one scheduler tick, 1/HZ, or 4000 if HZ is unknown]. A
+    /// barrier through barrierd on a loaded CPU ends just after a tick; a
+    /// pause spread over a whole tick period starts the next one at a
+    /// uniformly random phase of the tick, as an application's would be.
+    #[arg(long, value_name = "US")]
+    max_gap_us: Option<u64>,
     /// Seconds with nothing running, before the scenarios, over which the
     /// daemon's CPU use on a quiet machine is measured (0 skips it).
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
@@ -139,12 +143,18 @@ fn run(args: &Args) -> anyhow::Result<()> {
     };
 
     let iterations = args.iterations as usize;
+    let max_gap = Duration::from_micros(args.max_gap_us.unwrap_or_else(|| {
+        environment
+            .hz
+            .filter(|&hz| hz > 0)
+            .map_or(4000, |hz| 1_000_000 / u64::from(hz))
+    }));
     let global_iterations = iterations.div_ceil(3);
     let config = report::Config {
         iterations,
         global_iterations,
         warmup: args.warmup,
-        max_gap_ns: args.max_gap_us.saturating_mul(1000),
+        max_gap_ns: u64::try_from(max_gap.as_nanos()).unwrap_or(u64::MAX),
         daemon: match under {
             Under::Own(_) => "started",
             Under::External => "external",
@@ -168,7 +178,6 @@ fn run(args: &Args) -> anyhow::Result<()> {
     });
 
     let barriers = Barriers::new(&barrierd);
-    let max_gap = Duration::from_micros(args.max_gap_us);
     let mut scenarios = Vec::new();
     for (s, scenario) in Scenario::ALL.into_iter().enumerate() {
         let busy = scenario.busy_cpus(&usable);
@@ -249,6 +258,14 @@ fn run(args: &Args) -> anyhow::Result<()> {
             .hz
             .map_or_else(|| "unknown".into(), |hz| hz.to_string()),
         report.environment.date,
+    );
+    println!(
+        "{} timed barriers per row ({} for membarrier GLOBAL) after {} untimed, \
+         each after a pseudo-random pause of 0-{:.3} ms",
+        report.config.iterations,
+        report.config.global_iterations,
+        report.config.warmup,
+        report.config.max_gap_ns as f64 / 1e6
     );
     print!("{}", report::table(&report));
     println!();
