@@ -74,7 +74,7 @@ struct Args {
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     quiet_secs: u64,
     /// Before measuring, wait up to this many seconds for the rest of the
-    /// machine to go quiet (under 10 % of a core for a whole second), so
+    /// machine to go quiet (under 3 % of a core for a whole second), so
     /// that a concurrent build does not pass for the idle scenario. Measures
     /// anyway, with a warning, when it does not (0: do not wait).
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
@@ -331,6 +331,7 @@ impl Meter {
             bench_ns: procfs::process_schedstat(pid).ok().map(|s| s.cpu_ns),
             measurer: procfs::thread_schedstat(pid, self.measurer).ok(),
             machine_busy_ns: procfs::machine_busy_ns().ok(),
+            machine_switches: procfs::machine_switches().ok(),
         };
         (Instant::now(), counters)
     }

@@ -108,6 +108,23 @@ pub fn parse_proc_stat_busy(text: &str) -> Option<u64> {
     Some(at(0)? + at(1)? + at(2)? + at(5)? + at(6)?)
 }
 
+/// Context switches on all CPUs since boot (/proc/stat's `ctxt` line).
+pub fn parse_proc_stat_ctxt(text: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix("ctxt "))
+        .and_then(|n| n.trim().parse().ok())
+}
+
+/// Context switches on all CPUs since boot.
+pub fn machine_switches() -> Result<u64, ProcError> {
+    let path = "/proc/stat";
+    let text = read(path)?;
+    parse_proc_stat_ctxt(&text).ok_or_else(|| ProcError::Parse {
+        path: path.into(),
+        text: "no ctxt line".into(),
+    })
+}
+
 /// Busy time of all CPUs together since boot, in ns (tick-sampled, so good
 /// to about 10 ms per CPU over a window).
 pub fn machine_busy_ns() -> Result<u64, ProcError> {
@@ -343,6 +360,12 @@ mod tests {
         assert_eq!(parse_proc_stat_busy("cpu0 1 2 3 4 5 6 7\n"), None);
         assert_eq!(parse_proc_stat_busy("cpu 1 2 3\n"), None);
         assert!(machine_busy_ns().is_ok());
+        assert_eq!(parse_proc_stat_ctxt(text), None);
+        assert_eq!(
+            parse_proc_stat_ctxt("cpu 1 2 3 4 5 6 7\nintr 5 0\nctxt 123456\nbtime 1\n"),
+            Some(123_456)
+        );
+        assert!(machine_switches().unwrap() > 0);
     }
 
     #[test]

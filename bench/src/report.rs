@@ -55,6 +55,9 @@ pub struct CpuWindow {
     /// tick-sampled) minus the daemon and this benchmark. Says how quiet
     /// "idle" really was.
     pub others_cpu_percent: Option<f64>,
+    /// Context switches per second on all CPUs, anyone's: the daemon's
+    /// workload, since every switch is an event it traces.
+    pub machine_switches_per_s: Option<f64>,
 }
 
 /// CPU time counters read at one instant.
@@ -64,6 +67,7 @@ pub struct CpuCounters {
     pub bench_ns: Option<u64>,
     pub measurer: Option<SchedStat>,
     pub machine_busy_ns: Option<u64>,
+    pub machine_switches: Option<u64>,
 }
 
 impl CpuWindow {
@@ -87,6 +91,8 @@ impl CpuWindow {
             others_cpu_percent: machine
                 .zip(bench)
                 .map(|(m, b)| percent(m.saturating_sub(b).saturating_sub(daemon.unwrap_or(0)))),
+            machine_switches_per_s: delta(&|c| c.machine_switches)
+                .map(|n| n as f64 / (wall_ns.max(1) as f64 / 1e9)),
         }
     }
 }
@@ -243,11 +249,13 @@ pub fn table(report: &Report) -> String {
             _ => String::new(),
         };
         format!(
-            "daemon CPU, {what}: {} % of one core over {:.1} s{runs} (this benchmark {} %, rest of the machine {} %)\n",
+            "daemon CPU, {what}: {} % of one core over {:.1} s{runs} (this benchmark {} %, rest of the machine {} %; {} context switches/s)\n",
             percent(w.daemon_cpu_percent),
             w.wall_ns as f64 / 1e9,
             percent_short(w.bench_cpu_percent),
             percent_short(w.others_cpu_percent),
+            w.machine_switches_per_s
+                .map_or_else(|| "n/a".into(), |n| format!("{n:.0}")),
         )
     };
     if let Some(quiet) = &report.quiet {
@@ -305,7 +313,7 @@ pub fn scheduling(report: &Report) -> String {
 
 /// Above this much of one core used by the rest of the machine, a window
 /// is flagged as disturbed.
-pub const DISTURBED_PERCENT: f64 = 10.0;
+pub const DISTURBED_PERCENT: f64 = 3.0;
 
 /// Warnings for windows during which something else kept the machine busy
 /// (another build, another benchmark): their numbers are not those of the
@@ -442,6 +450,7 @@ mod tests {
             bench_ns: Some(bench),
             measurer: None,
             machine_busy_ns: Some(machine),
+            machine_switches: Some(machine / 1000),
         }
     }
 
