@@ -17,7 +17,9 @@ use tracing::{debug, info};
 
 use crate::launch::{self, LaunchError};
 use crate::notify::{Notifier, NotifyError};
-use crate::published::{monotonic_ns, FileError, PublishedFile};
+use barrierd_client::monotonic_ns;
+
+use crate::published::{FileError, PublishedFile};
 use crate::sandbox::{self, Account, SandboxError};
 use crate::update::{Pass, ProtocolError, State};
 

@@ -3,7 +3,7 @@
 //! Tests that need root and BPF call `require_privileged!()`: run
 //! unprivileged they skip with a printed reason, but with
 //! BARRIERD_REQUIRE_PRIVILEGED=1 (set by .ci/run) a skip is a failure.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -248,11 +248,7 @@ pub fn run_barrierd(args: &[&str], timeout: Duration) -> (ExitStatus, String) {
     (status, daemon.stderr.text())
 }
 
-/// CLOCK_MONOTONIC in ns, the clock of the file's timestamps.
-pub fn monotonic_ns() -> u64 {
-    let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).unwrap();
-    ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64
-}
+pub use barrierd_client::monotonic_ns;
 
 /// /proc/PID/status fields by name.
 pub fn proc_status(pid: i32) -> std::collections::HashMap<String, String> {
