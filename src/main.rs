@@ -23,6 +23,8 @@ Tracepoints: `group/name` (attached as raw tracepoints, no tracefs needed) or
 numeric tracefs ids as the 2018 barrierd took them (these need tracefs mounted:
 `mount -t tracefs nodev /sys/kernel/tracing`). Without any, the default set is
 irq/softirq_entry, irq_vectors/local_timer_entry and sched/sched_switch.
+sched/sched_switch is always traced: it also tells when a CPU runs its idle
+task, a kernel thread or barrierd itself, which counts as up to date.
 
 Must be started as root: a privileged helper (barrierd-helper, next to this
 executable) loads the BPF program; this process then drops to --user, with no
