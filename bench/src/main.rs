@@ -79,6 +79,14 @@ struct Args {
     /// anyway, with a warning, when it does not (0: do not wait).
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     wait_quiet: u64,
+    /// Scenarios to run, in this order.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "idle,busy,mixed"
+    )]
+    scenarios: Vec<Scenario>,
 }
 
 /// How long the daemon may take to publish after being started.
@@ -179,7 +187,12 @@ fn run(args: &Args) -> anyhow::Result<()> {
 
     let barriers = Barriers::new(&barrierd);
     let mut scenarios = Vec::new();
-    for (s, scenario) in Scenario::ALL.into_iter().enumerate() {
+    for &scenario in &args.scenarios {
+        // Seeds depend on the scenario, not on its place in the list.
+        let s = Scenario::ALL
+            .iter()
+            .position(|&a| a == scenario)
+            .unwrap_or(0);
         let busy = scenario.busy_cpus(&usable);
         let load = BusyLoad::start(&busy)?;
         std::thread::sleep(SETTLE);
@@ -437,9 +450,11 @@ fn write_outputs(report: &Report, out: &Path) -> anyhow::Result<()> {
         );
         plot::cdf_svg(&path, &title, &series)?;
     }
+    let names: Vec<&str> = report.scenarios.iter().map(|s| s.scenario.name()).collect();
     eprintln!(
-        "wrote {} and cdf-{{idle,busy,mixed}}.svg in {}",
+        "wrote {} and cdf-{{{}}}.svg in {}",
         json.display(),
+        names.join(","),
         out.display()
     );
     Ok(())
