@@ -45,11 +45,15 @@ static __always_inline struct barrierd_cpu_slot *this_cpu_slot(__u32 *cpu)
 
 /*
  * Stores this event's time and `quiescent_after` in one exchange, then
- * signals the helper if this CPU, busy until now, may hold the published
- * minimum back. Returns whether it was quiescent before.
+ * signals the helper if this CPU may hold the published minimum back.
+ * `settling`: this event switches to the idle task or a kernel thread, after
+ * which the CPU may have no event for a long time (a waiter blocking in
+ * FUTEX_WAIT is the usual case): a debt is paid now. A switch into barrierd
+ * itself is not settling, or the daemon's own wake-ups would re-signal it.
+ * Returns whether the CPU was quiescent before.
  */
 static __always_inline __u64 record_entry(struct barrierd_cpu_slot *slot, __u32 cpu,
-					  __u64 quiescent_after)
+					  __u64 quiescent_after, int settling)
 {
 	__u64 now = bpf_ktime_get_ns();
 	/*
@@ -60,21 +64,29 @@ static __always_inline __u64 record_entry(struct barrierd_cpu_slot *slot, __u32 
 	 */
 	__u64 prev = __sync_lock_test_and_set(&slot->state,
 					      (now & ~BARRIERD_QUIESCENT) | quiescent_after);
-	__u64 owed;
+	__u64 prev_ns = prev & ~BARRIERD_QUIESCENT;
+	__u64 owed = READ_ONCE(slot->owed);
 
-	/* The helper counted a quiescent CPU as up to date: nothing to say. */
-	if (prev & BARRIERD_QUIESCENT)
+	if (prev & BARRIERD_QUIESCENT) {
+		/* Quiescent since it went into barrierd owing: settling pays. */
+		if (owed && settling)
+			goto signal;
 		return 1;
-	owed = READ_ONCE(slot->owed);
-	if (!owed && (prev & ~BARRIERD_QUIESCENT) > READ_ONCE(watermark.ns))
-		return 0;
-	/* This CPU may hold the published minimum back. */
-	if (!quiescent_after &&
-	    now - READ_ONCE(watermark.since) < BARRIERD_SIGNAL_INTERVAL_NS) {
-		if (!owed)
-			slot->owed = 1;
-		return 0;
 	}
+	if (!owed && prev_ns > READ_ONCE(watermark.ns))
+		return 0;
+	/*
+	 * This CPU may hold the published minimum back. Deferring only helps
+	 * against a storm of events: a CPU whose previous event is old (ticks,
+	 * an interrupt now and then) might have no next one for a tick.
+	 */
+	if (settling || now - READ_ONCE(watermark.since) >= BARRIERD_SIGNAL_INTERVAL_NS ||
+	    now - prev_ns >= BARRIERD_SIGNAL_INTERVAL_NS)
+		goto signal;
+	if (!owed)
+		slot->owed = 1;
+	return 0;
+signal:
 	slot->owed = 0;
 	bpf_ringbuf_output(&wakeups, &cpu, sizeof(cpu), 0);
 	return 0;
@@ -89,21 +101,21 @@ int on_kernel_entry(void *ctx)
 
 	/* An interrupt does not change what the CPU runs. */
 	if (slot)
-		record_entry(slot, cpu, READ_ONCE(slot->state) & BARRIERD_QUIESCENT);
+		record_entry(slot, cpu, READ_ONCE(slot->state) & BARRIERD_QUIESCENT, 0);
 	return 0;
 }
 
-/*
- * Tasks that run no client code: the idle task (pid 0), kernel threads
- * (kworkers and the like only run kernel code) and barrierd itself.
- */
-static __always_inline int is_quiescent(struct task_struct *task)
+/* The idle task (pid 0) and kernel threads only run kernel code. */
+static __always_inline int runs_no_user_code(struct task_struct *task)
 {
-	__u64 tgid;
+	return task->pid == 0 || (task->flags & PF_KTHREAD);
+}
 
-	if (task->pid == 0 || (task->flags & PF_KTHREAD))
-		return 1;
-	tgid = task->tgid;
+/* barrierd's own processes run no client code either. */
+static __always_inline int is_barrierd(struct task_struct *task)
+{
+	__u64 tgid = task->tgid;
+
 	return tgid == READ_ONCE(watermark.daemon_tgid[0]) ||
 	       tgid == READ_ONCE(watermark.daemon_tgid[1]);
 }
@@ -116,14 +128,15 @@ SEC("tp_btf/sched_switch")
 int on_sched_switch(__u64 *ctx)
 {
 	struct task_struct *next = (void *)ctx[2];
-	__u64 next_quiescent = is_quiescent(next);
+	int settling = runs_no_user_code(next);
+	__u64 next_quiescent = settling || is_barrierd(next);
 	__u32 cpu;
 	struct barrierd_cpu_slot *slot = this_cpu_slot(&cpu);
 
 	if (!slot)
 		return 0;
 	/* Every CPU was quiescent: leaving quiescence, this one holds the minimum. */
-	if (record_entry(slot, cpu, next_quiescent) && !next_quiescent &&
+	if (record_entry(slot, cpu, next_quiescent, settling) && !next_quiescent &&
 	    READ_ONCE(watermark.arm_on_exit))
 		slot->owed = 1;
 	return 0;

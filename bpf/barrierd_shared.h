@@ -15,9 +15,10 @@
 
 /*
  * A CPU that owes the helper a signal sends it at its first event at least
- * this long after the last pass's watermark, or at once when it becomes
- * quiescent. Bounds the helper's wake-ups to about 1/interval under a
- * context-switch storm; adds nothing for tick-driven CPUs (ticks are >= 1 ms
+ * this long after the last pass's watermark or after its own previous event,
+ * or at once when it settles (switches to its idle task or a kernel thread).
+ * Bounds the helper's wake-ups to about 1/interval under a context-switch
+ * storm; adds nothing for CPUs whose events are sparser (ticks are >= 1 ms
  * apart at HZ <= 1000).
  */
 #define BARRIERD_SIGNAL_INTERVAL_NS 1000000ULL
