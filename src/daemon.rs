@@ -13,7 +13,7 @@ use barrierd_privsep::ipc::{self, HelperMessage, IpcError, PublisherEnd, PROTOCO
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::launch::{self, LaunchError};
 use crate::notify::{Notifier, NotifyError};
@@ -30,6 +30,8 @@ pub struct Config {
     pub account: Account,
     pub helper: PathBuf,
     pub force: bool,
+    /// Nice value for both processes.
+    pub nice: i32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +127,12 @@ pub fn run(config: Config) -> Result<Stopped, DaemonError> {
     let socket = PublisherEnd::new(publisher_end).map_err(DaemonError::Socket)?;
     for name in &config.tracepoints {
         info!("Attaching to raw tracepoint {name}.");
+    }
+    if let Err(e) = launch::raise_priority(config.nice) {
+        warn!(
+            "warning: cannot set nice {} ({e}); barriers will complete later on a loaded machine (give barrierd CAP_SYS_NICE, or start it with nice -n {})",
+            config.nice, config.nice
+        );
     }
     let notifier = Notifier::connect()?;
     let helper = launch::spawn(&config.helper, &config.tracepoints, helper_end)?;

@@ -80,3 +80,25 @@ pub fn spawn(helper: &Path, tracepoints: &[String], socket: OwnedFd) -> Result<C
     drop(socket);
     Ok(child)
 }
+
+/// Sets this process's nice value (the helper inherits it) unless it is
+/// already at least as favourable: the daemon's passes are short, and under
+/// load every one of them is a wake-up that waits for a CPU.
+pub fn raise_priority(nice: i32) -> io::Result<()> {
+    // getpriority can legitimately return -1: clear errno to tell.
+    // SAFETY: errno is thread-local and writable.
+    unsafe { *libc::__errno_location() = 0 };
+    // SAFETY: plain syscalls on our own process.
+    let current = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+    if current == -1 && io::Error::last_os_error().raw_os_error() != Some(0) {
+        return Err(io::Error::last_os_error());
+    }
+    if current <= nice {
+        return Ok(());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -55,6 +55,10 @@ struct Args {
     /// Replace a file at PATH that is not a barrierd file of this format version.
     #[arg(long)]
     force: bool,
+    /// Nice value of the daemon's two processes: their passes are short, and
+    /// under load each is a wake-up that waits for a CPU.
+    #[arg(long, default_value_t = -10, allow_negative_numbers = true, value_parser = clap::value_parser!(i32).range(-20..=19))]
+    nice: i32,
     /// Trace every update (also VERBOSE=1).
     #[arg(short, long)]
     verbose: bool,
@@ -109,6 +113,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         account,
         helper,
         force: args.force,
+        nice: args.nice,
     };
     let path = config.path.clone();
     let daemon::Stopped(signal) = daemon::run(config)?;
