@@ -212,7 +212,7 @@ impl Publisher {
                 Ok(None) => {
                     self.mark_stopped();
                     let status = helper.wait().map_err(DaemonError::Wait)?;
-                    return Err(if hello_seen && self.running {
+                    return Err(if self.running {
                         DaemonError::HelperDied(status)
                     } else {
                         DaemonError::HelperSetup(status)

@@ -114,7 +114,7 @@ impl PublishedFile {
             _file: file,
             _lock: lock,
         };
-        let previous = published.adopt(previous.filter(|p| p.ncpu == ncpu as u64));
+        let previous = published.adopt(previous.filter(|p| p.per_cpu.len() == ncpu));
         Ok((published, previous))
     }
 
@@ -158,25 +158,23 @@ impl PublishedFile {
     /// Writes the header for this daemon and returns where it continues from.
     /// Words from an earlier boot (later than now) or another CPU count are
     /// reset: no client can have kept such a file mapped.
-    fn adopt(&self, previous: Option<RawPrevious>) -> Previous {
+    fn adopt(&self, previous: Option<Previous>) -> Previous {
         let now = monotonic_ns();
-        let previous = previous.filter(|p| p.per_cpu.iter().all(|w| w.ns <= now));
-        let (per_cpu, vtime, generation) = match previous {
-            Some(p) => (p.per_cpu, p.vtime, p.generation),
-            None => {
+        let previous = previous
+            .filter(|p| p.per_cpu.iter().all(|w| w.ns <= now))
+            .unwrap_or_else(|| {
                 self.zero();
-                (vec![CpuWords::default(); self.ncpu], 0, 0)
-            }
-        };
+                Previous {
+                    per_cpu: vec![CpuWords::default(); self.ncpu],
+                    vtime: 0,
+                    generation: 0,
+                }
+            });
         self.store(word::STATE, layout::STATE_STOPPED);
         self.store(word::NCPU, self.ncpu as u64);
         self.store(word::FORMAT_VERSION, layout::FORMAT_VERSION);
         self.store(word::MAGIC, layout::MAGIC);
-        Previous {
-            per_cpu,
-            vtime,
-            generation,
-        }
+        previous
     }
 
     fn zero(&self) {
@@ -186,17 +184,9 @@ impl PublishedFile {
     }
 }
 
-struct RawPrevious {
-    ncpu: u64,
-    per_cpu: Vec<CpuWords>,
-    vtime: u64,
-    generation: u64,
-}
-
+/// PATH.lock, beside PATH.
 pub fn lock_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".lock");
-    PathBuf::from(name)
+    PathBuf::from(lock_name(path.as_os_str()))
 }
 
 fn lock_name(name: &OsStr) -> OsString {
@@ -327,7 +317,7 @@ fn check_header(
     file: &File,
     len: u64,
     force: bool,
-) -> Result<Option<RawPrevious>, FileError> {
+) -> Result<Option<Previous>, FileError> {
     let refuse = |error: FileError| if force { Ok(None) } else { Err(error) };
     if len < layout::HEADER_BYTES as u64 {
         return refuse(FileError::Foreign(path.to_owned()));
@@ -343,8 +333,7 @@ fn check_header(
             expected: layout::FORMAT_VERSION,
         });
     }
-    let ncpu = header[word::NCPU];
-    let fits = usize::try_from(ncpu)
+    let fits = usize::try_from(header[word::NCPU])
         .ok()
         .filter(|&n| n <= barrierd_privsep::ipc::MAX_CPUS)
         .filter(|&n| layout::file_bytes(n) as u64 <= len);
@@ -358,8 +347,7 @@ fn check_header(
             vtime: words[layout::cpu_vtime_word(cpu)],
         })
         .collect();
-    Ok(Some(RawPrevious {
-        ncpu,
+    Ok(Some(Previous {
         per_cpu,
         vtime: header[word::VTIME],
         generation: header[word::GENERATION],

@@ -108,7 +108,7 @@ fn run() -> Result<Infallible, Error> {
         .map_err(bpf("opening the BPF object"))?;
     let mut skel = open.load().map_err(bpf("loading the BPF program"))?;
     let bss = skel.maps.bss_data.take().ok_or(Error::BssNotMapped)?;
-    let mut timestamps = Timestamps::new(bss, ncpu);
+    let timestamps = Timestamps::new(bss, ncpu);
     let online = barrierd_privsep::cpus::online_cpus().map_err(Error::PossibleCpus)?;
     timestamps.init(
         (0..ncpu).filter(|cpu| !online.contains(cpu)),
@@ -155,7 +155,7 @@ fn run() -> Result<Infallible, Error> {
     )?;
 
     let _links = links;
-    serve(&mut publisher, &mut timestamps, &ring, epoll.as_fd())
+    serve(&mut publisher, &timestamps, &ring, epoll.as_fd())
 }
 
 /// The steady state. Never returns: leaving through `_exit` keeps the
@@ -163,7 +163,7 @@ fn run() -> Result<Infallible, Error> {
 /// policy (the kernel detaches everything when the descriptors close).
 fn serve(
     publisher: &mut HelperEnd,
-    timestamps: &mut Timestamps<'_>,
+    timestamps: &Timestamps<'_>,
     ring: &RingBuffer<'_>,
     epoll: BorrowedFd<'_>,
 ) -> ! {

@@ -14,11 +14,11 @@ use crate::skel::types;
 /// bpf/barrierd_shared.h: BARRIERD_QUIESCENT, bit 0 of a slot's state.
 const QUIESCENT: u64 = 1;
 
-// The protocol's CPU cap and BARRIERD_MAX_CPUS must agree.
+// The protocol's CPU cap and BARRIERD_MAX_CPUS must agree: .bss is exactly
+// the slots and the watermark, one 64-byte line each.
 const _: () = assert!(
-    std::mem::size_of::<types::bss>() >= MAX_CPUS * std::mem::size_of::<types::barrierd_cpu_slot>()
-        && std::mem::size_of::<types::bss>()
-            < (MAX_CPUS + 2) * std::mem::size_of::<types::barrierd_cpu_slot>()
+    std::mem::size_of::<types::bss>()
+        == (MAX_CPUS + 1) * std::mem::size_of::<types::barrierd_cpu_slot>()
 );
 
 pub struct Timestamps<'bss> {
@@ -42,22 +42,18 @@ impl<'bss> Timestamps<'bss> {
         self.ncpu
     }
 
-    fn slot_word(&self, cpu: usize, field: SlotField) -> &AtomicU64 {
+    /// CPU `cpu`'s state word: its latest timestamp and quiescent bit.
+    fn state(&self, cpu: usize) -> &AtomicU64 {
         assert!(cpu < self.ncpu);
         // SAFETY: `bss` points into the .bss mapping, which outlives 'bss;
-        // `cpu < ncpu <= MAX_CPUS` is in bounds; the fields are 8-byte
-        // aligned; BPF only accesses them atomically (xchg, volatile loads,
-        // aligned 64-bit stores) and we only through AtomicU64.
-        unsafe {
-            let slot = addr_of_mut!((*self.bss).slots[cpu]);
-            AtomicU64::from_ptr(match field {
-                SlotField::State => addr_of_mut!((*slot).state),
-            })
-        }
+        // `cpu < ncpu <= MAX_CPUS` is in bounds; the field is 8-byte
+        // aligned; BPF only accesses it atomically (xchg, volatile loads)
+        // and we only through AtomicU64.
+        unsafe { AtomicU64::from_ptr(addr_of_mut!((*self.bss).slots[cpu].state)) }
     }
 
     fn watermark(&self, field: WatermarkField) -> &AtomicU64 {
-        // SAFETY: as in `slot_word`; BPF only loads the watermark.
+        // SAFETY: as in `state`; BPF only loads the watermark.
         unsafe {
             let watermark = addr_of_mut!((*self.bss).watermark);
             AtomicU64::from_ptr(match field {
@@ -75,8 +71,7 @@ impl<'bss> Timestamps<'bss> {
     /// BPF as quiescent.
     pub fn init(&self, offline: impl Iterator<Item = usize>, daemon_tgids: [u32; 2]) {
         for cpu in offline {
-            self.slot_word(cpu, SlotField::State)
-                .store(QUIESCENT, Ordering::SeqCst);
+            self.state(cpu).store(QUIESCENT, Ordering::SeqCst);
         }
         for (i, tgid) in daemon_tgids.into_iter().enumerate() {
             self.watermark(WatermarkField::DaemonTgid(i))
@@ -98,9 +93,7 @@ impl<'bss> Timestamps<'bss> {
         let mut busy_min = None;
         for (cpu, entry) in out.iter_mut().enumerate() {
             // One load: the timestamp and the flag BPF exchanged together.
-            let state = self
-                .slot_word(cpu, SlotField::State)
-                .load(Ordering::Acquire);
+            let state = self.state(cpu).load(Ordering::Acquire);
             let last_ns = state & !QUIESCENT;
             let value = if state & QUIESCENT != 0 {
                 now
@@ -120,13 +113,13 @@ impl<'bss> Timestamps<'bss> {
     /// The read happens inside a window where the watermark is all-ones and
     /// leaving quiescence arms: any event the read may miss falls in the
     /// window and leaves its CPU owing. Dekker-style on both edges: BPF
-    /// exchanges its slot or flag, then loads the watermark; we store the
+    /// exchanges its state word, then loads the watermark; we store the
     /// watermark, fence, then read (or leave). An event that saw the
     /// watermark from before the window is seen by the read; one that saw the
     /// window owes; one that saw the final watermark owes exactly if it holds
     /// the minimum read. So no advance goes unsignalled, and under a
     /// context-switch storm this still costs one pass per wake-up.
-    pub fn settle(&mut self, out: &mut Vec<u64>) {
+    pub fn settle(&self, out: &mut Vec<u64>) {
         out.resize(self.ncpu, 0);
         self.watermark(WatermarkField::Ns)
             .store(u64::MAX, Ordering::SeqCst);
@@ -142,11 +135,6 @@ impl<'bss> Timestamps<'bss> {
             .store(min, Ordering::SeqCst);
         fence(Ordering::SeqCst);
     }
-}
-
-#[derive(Clone, Copy)]
-enum SlotField {
-    State,
 }
 
 #[derive(Clone, Copy)]

@@ -215,7 +215,7 @@ extern "C" fn on_sigsys(
 /// For tests of a real policy: runs `install` then `forbidden` in a forked
 /// child whose stderr is captured, and returns how the child ended and what
 /// it wrote. The child never returns into the caller.
-#[doc(hidden)]
+#[cfg(feature = "test-support")]
 pub fn run_confined_child(install: impl FnOnce(), forbidden: impl FnOnce()) -> (i32, String) {
     let mut pipe = [0; 2];
     // SAFETY: `pipe` is valid for two ints.
