@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Measures what barrierd costs a context-switch-bound workload, with public
-# tools only (perf, bpftool). Run as root after `cargo build --release
+# tools (perf, bpftool). Run as root after `cargo build --release
 # --workspace --bins`. Prints:
 #  - `taskset -c 1 perf bench sched pipe` with the daemon running vs not,
 #    alternated A/B (B/A on odd pairs) for PAIRS pairs, each pair's ratio and
 #    the median ratio (BPF statistics off: they add their own clock reads);
+#    and in the same pairs, with an empty program on sched_switch instead
+#    (target/release/empty-switch-hook): the floor any program on that hook
+#    costs, so that what barrierd's own code costs is the difference;
 #  - in one more run with kernel.bpf_stats_enabled=1: the BPF programs'
 #    average run time per event, events per second, and the helper's
 #    wake-ups per second while the pipe benchmark storms.
@@ -14,14 +17,29 @@ cd "$(dirname "$0")/.."
 pairs=${1:-7}
 loops=${2:-500000}
 barrierd=target/release/barrierd
+empty_hook=target/release/empty-switch-hook
 [ "$(id -u)" -eq 0 ] || { echo "overhead.sh: run as root" >&2; exit 1; }
-[ -x "$barrierd" ] || { echo "overhead.sh: build first: cargo build --release --workspace --bins" >&2; exit 1; }
+[ -x "$barrierd" ] && [ -x "$empty_hook" ] || { echo "overhead.sh: build first: cargo build --release --workspace --bins" >&2; exit 1; }
 for tool in perf bpftool taskset; do
     command -v $tool >/dev/null || { echo "overhead.sh: $tool missing (scripts/setup installs it)" >&2; exit 1; }
 done
 
 dir=$(mktemp -d)
 daemon=
+hook=
+stop_hook() {
+    if [ -n "$hook" ]; then
+        kill -TERM "$hook"
+        wait "$hook" || true
+        hook=
+    fi
+}
+start_hook() {
+    "$empty_hook" >"$dir/hook" 2>&1 &
+    hook=$!
+    for _ in $(seq 100); do grep -q attached "$dir/hook" && return; sleep 0.05; done
+    echo "overhead.sh: empty-switch-hook did not attach:" >&2; cat "$dir/hook" >&2; exit 1
+}
 stop_daemon() {
     if [ -n "$daemon" ]; then
         kill -TERM "$daemon"
@@ -30,7 +48,7 @@ stop_daemon() {
     fi
 }
 stats_before=$(sysctl -n kernel.bpf_stats_enabled)
-trap 'stop_daemon; sysctl -qw kernel.bpf_stats_enabled=$stats_before; rm -rf "$dir"' EXIT
+trap 'stop_hook; stop_daemon; sysctl -qw kernel.bpf_stats_enabled=$stats_before; rm -rf "$dir"' EXIT
 
 start_daemon() {
     "$barrierd" "$dir/pub" 2>"$dir/log" &
@@ -45,20 +63,30 @@ pipe_usecs() {
 
 sysctl -qw kernel.bpf_stats_enabled=0
 echo "perf bench sched pipe, $loops loops on CPU 1, usecs/op:"
-printf "%-6s %12s %12s %10s\n" pair without with ratio
+printf "%-6s %12s %12s %12s %10s %10s\n" pair without barrierd empty-hook ratio floor
 ratios=()
+floors=()
 for pair in $(seq 1 "$pairs"); do
-    if [ $((pair % 2)) -eq 1 ]; then
-        without=$(pipe_usecs); start_daemon; with=$(pipe_usecs); stop_daemon
-    else
-        start_daemon; with=$(pipe_usecs); stop_daemon; without=$(pipe_usecs)
-    fi
+    # The three runs of a pair in rotating order, so that no arm always
+    # goes first.
+    for arm in $(printf "none\nbarrierd\nhook\n" | awk -v r=$((pair % 3)) '{a[NR-1]=$0} END {for (i = 0; i < 3; i++) print a[(i + r) % 3]}'); do
+        case $arm in
+        none) without=$(pipe_usecs) ;;
+        barrierd) start_daemon; with=$(pipe_usecs); stop_daemon ;;
+        hook) start_hook; hooked=$(pipe_usecs); stop_hook ;;
+        esac
+    done
     ratio=$(echo "scale=4; $with / $without" | bc)
+    floor=$(echo "scale=4; $hooked / $without" | bc)
     ratios+=("$ratio")
-    printf "%-6s %12s %12s %10s\n" "$pair" "$without" "$with" "$ratio"
+    floors+=("$floor")
+    printf "%-6s %12s %12s %12s %10s %10s\n" "$pair" "$without" "$with" "$hooked" "$ratio" "$floor"
 done
-median=$(printf "%s\n" "${ratios[@]}" | sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}')
-echo "median ratio: $median (slowdown $(echo "scale=2; ($median - 1) * 100" | bc) %)"
+median() { printf "%s\n" "$@" | sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+median_ratio=$(median "${ratios[@]}")
+median_floor=$(median "${floors[@]}")
+echo "median ratio: $median_ratio (slowdown $(echo "scale=2; ($median_ratio - 1) * 100" | bc) %)"
+echo "median floor, an empty program on sched_switch: $median_floor (slowdown $(echo "scale=2; ($median_floor - 1) * 100" | bc) %)"
 
 # Per-event cost and wake-ups, with BPF statistics on. Our programs are the
 # ones that appear when our daemon starts (this bpftool cannot name owners).
