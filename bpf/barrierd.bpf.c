@@ -2,10 +2,12 @@
 /*
  * Records, per CPU, the CLOCK_MONOTONIC time of its latest kernel entry, and
  * whether it is quiescent (runs its idle task, a kernel thread or barrierd
- * itself: no client code). Whatever user code a CPU ran before an event is ordered before the
- * timestamp store (see ARCHITECTURE.md, "Why a published timestamp is
- * safe"). Hot path: one clock read, one exchange, a few loads of this CPU's
- * own line and the watermark's; no map helper call.
+ * itself: no client code). Whatever user code a CPU ran before an event is
+ * ordered before the timestamp store (see ARCHITECTURE.md, "Why a published
+ * timestamp is safe"). Hot path: a switch inside a storm is a few loads and
+ * one store to this CPU's own line; a recorded event one clock read, one
+ * exchange and a few loads of its line and the watermark's. No map helper is
+ * called.
  */
 #include <linux/types.h>
 #include <linux/bpf.h>
@@ -25,15 +27,26 @@ struct {
 } wakeups SEC(".maps");
 
 /* Only the fields we read; CO-RE relocates their offsets for this kernel. */
+struct sched_entity {
+	__u64 exec_start;
+} __attribute__((preserve_access_index));
+
 struct task_struct {
 	unsigned int flags;
 	int pid;
 	int tgid;
+	struct sched_entity se;
 } __attribute__((preserve_access_index));
 
 #define PF_KTHREAD 0x00200000	/* include/linux/sched.h */
 
 #define READ_ONCE(x) (*(volatile typeof(x) *)&(x))
+
+/*
+ * The jiffy of the latest signal, any CPU's: a storm signals at most once a
+ * jiffy. Written only when signalling; alone on its line.
+ */
+__u64 last_signal_jiffy __attribute__((aligned(64)));
 
 static __always_inline struct barrierd_cpu_slot *this_cpu_slot(__u32 *cpu)
 {
@@ -80,14 +93,15 @@ static __always_inline __u64 record_entry(struct barrierd_cpu_slot *slot, __u32 
 	 * against a storm of events: a CPU whose previous event is old (ticks,
 	 * an interrupt now and then) might have no next one for a tick.
 	 */
-	if (settling || now - READ_ONCE(watermark.since) >= BARRIERD_SIGNAL_INTERVAL_NS ||
-	    now - prev_ns >= BARRIERD_SIGNAL_INTERVAL_NS)
+	if (settling || now - prev_ns >= BARRIERD_SPARSE_NS ||
+	    bpf_jiffies64() != READ_ONCE(last_signal_jiffy))
 		goto signal;
 	if (!owed)
 		slot->owed = 1;
 	return 0;
 signal:
 	slot->owed = 0;
+	last_signal_jiffy = bpf_jiffies64();
 	bpf_ringbuf_output(&wakeups, &cpu, sizeof(cpu), 0);
 	return 0;
 }
@@ -132,9 +146,35 @@ int on_sched_switch(__u64 *ctx)
 	__u64 next_quiescent = settling || is_barrierd(next);
 	__u32 cpu;
 	struct barrierd_cpu_slot *slot = this_cpu_slot(&cpu);
+	__u64 picked_at, last;
+	int short_gap;
 
 	if (!slot)
 		return 0;
+	/*
+	 * Skipping a switch is always safe: it is then as if it were not
+	 * traced. What it saves is the clock read, a helper call and most of
+	 * this program's cost. Inside a storm (this switch and the one before
+	 * each came less than BARRIERD_SWITCH_STORM_NS after the previous one)
+	 * one switch per BARRIERD_SWITCH_STORM_NS is recorded, so a CPU may be
+	 * recorded that much early. A task that wakes on a quiet CPU and
+	 * blocks again soon after (a barrier waiter) breaks no storm: both its
+	 * switches are recorded. So is any change of quiescence, and a
+	 * settling switch that pays a debt. The clock that decides is free:
+	 * the scheduler stamped `next` when it picked it (rq_clock_task, which
+	 * lags real time by interrupt time: it can only make a storm look
+	 * sparser).
+	 */
+	picked_at = next->se.exec_start;
+	last = READ_ONCE(slot->last_pick);
+	short_gap = picked_at - (last & ~1ULL) < BARRIERD_SWITCH_STORM_NS;
+	slot->last_pick = (picked_at & ~1ULL) | short_gap;
+	if ((last & 1) && short_gap &&
+	    (READ_ONCE(slot->state) & BARRIERD_QUIESCENT) == next_quiescent &&
+	    !(settling && READ_ONCE(slot->owed)) &&
+	    picked_at - READ_ONCE(slot->recorded_pick) < BARRIERD_SWITCH_STORM_NS)
+		return 0;
+	slot->recorded_pick = picked_at;
 	/* Every CPU was quiescent: leaving quiescence, this one holds the minimum. */
 	if (record_entry(slot, cpu, next_quiescent, settling) && !next_quiescent &&
 	    READ_ONCE(watermark.arm_on_exit))

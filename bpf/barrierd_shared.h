@@ -14,14 +14,23 @@
 #define BARRIERD_MAX_CPUS 4096
 
 /*
- * A CPU that owes the helper a signal sends it at its first event at least
- * this long after the last pass's watermark or after its own previous event,
- * or at once when it settles (switches to its idle task or a kernel thread).
- * Bounds the helper's wake-ups to about 1/interval under a context-switch
- * storm; adds nothing for CPUs whose events are sparser (ticks are >= 1 ms
- * apart at HZ <= 1000).
+ * A CPU that owes the helper a signal sends it at once when it settles
+ * (switches to its idle task or a kernel thread) or when its events are
+ * sparse (its previous one is at least this old: ticks are >= 1 ms apart at
+ * HZ <= 1000); under a storm of events, at its first one in a later jiffy
+ * than the latest signal. That bounds the helper's wake-ups to about HZ per
+ * second however dense the events, and still reports every CPU within a
+ * tick.
  */
-#define BARRIERD_SIGNAL_INTERVAL_NS 1000000ULL
+#define BARRIERD_SPARSE_NS 1000000ULL
+
+/*
+ * Switches closer together than this make a storm, and a storm records one
+ * switch per this interval (bpf/barrierd.bpf.c, on_sched_switch): it costs
+ * one clock read per interval, and a CPU whose storm ends may be recorded
+ * this much early.
+ */
+#define BARRIERD_SWITCH_STORM_NS 50000ULL
 
 /* Bit 0 of a slot's state word: the CPU is quiescent. */
 #define BARRIERD_QUIESCENT 1ULL
@@ -43,7 +52,15 @@ struct barrierd_cpu_slot {
 	__u64 state;
 	/* 1 once this CPU may hold the published minimum back, until it signals. */
 	__u64 owed;
-	__u64 pad[6];
+	/* The scheduler's pick time of the last switch recorded here. */
+	__u64 recorded_pick;
+	/*
+	 * The pick time of the last switch here, rounded down to even; bit 0
+	 * set if it came less than BARRIERD_SWITCH_STORM_NS after the one
+	 * before.
+	 */
+	__u64 last_pick;
+	__u64 pad[4];
 } __attribute__((aligned(64)));
 
 /*
@@ -58,8 +75,6 @@ struct barrierd_watermark {
 	 * or all-ones while the helper reads (whoever has an event then owes).
 	 */
 	__u64 ns;
-	/* The last read's minimum: the signal rate limit counts from here. */
-	__u64 since;
 	/*
 	 * 1 when a CPU leaving quiescence owes a signal: while the helper
 	 * reads, and when no CPU was busy at its last read (the leaving CPU
@@ -68,7 +83,7 @@ struct barrierd_watermark {
 	__u64 arm_on_exit;
 	/* The helper's and the publisher's tgids: their tasks are quiescent. */
 	__u64 daemon_tgid[2];
-	__u64 pad[3];
+	__u64 pad[4];
 } __attribute__((aligned(64)));
 
 #endif

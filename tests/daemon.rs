@@ -119,6 +119,99 @@ fn barrier_completes_on_idle_and_busy_machine() {
     assert!(status.success(), "{status}\n{stderr}");
 }
 
+/// Two threads on one CPU bouncing a byte through two pipes: a context
+/// switch every few microseconds, most of which the BPF program skips.
+struct SwitchStorm {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    rounds: std::sync::Arc<AtomicU64>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl SwitchStorm {
+    fn start(cpu: usize) -> Self {
+        use std::io::{Read, Write};
+        use std::sync::atomic::AtomicBool;
+        use std::sync::Arc;
+
+        let pipe = || {
+            let (rx, tx) = nix::unistd::pipe().unwrap();
+            (std::fs::File::from(rx), std::fs::File::from(tx))
+        };
+        let (ping_rx, ping_tx) = pipe();
+        let (pong_rx, pong_tx) = pipe();
+        let stop = Arc::new(AtomicBool::new(false));
+        let rounds = Arc::new(AtomicU64::new(0));
+        let pin = move || {
+            // SAFETY: a zeroed cpu_set_t is valid; CPU_SET stays in bounds
+            // for any cpu below CPU_SETSIZE.
+            unsafe {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                libc::CPU_SET(cpu, &mut set);
+                assert_eq!(
+                    libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set),
+                    0
+                );
+            }
+        };
+        let echo = std::thread::spawn(move || {
+            pin();
+            let (mut rx, mut tx) = (ping_rx, pong_tx);
+            let mut byte = [0u8];
+            while rx.read_exact(&mut byte).is_ok() && tx.write_all(&byte).is_ok() {}
+        });
+        let (stop2, rounds2) = (stop.clone(), rounds.clone());
+        let serve = std::thread::spawn(move || {
+            pin();
+            let (mut tx, mut rx) = (ping_tx, pong_rx);
+            let mut byte = [0u8];
+            while !stop2.load(Ordering::Relaxed) {
+                tx.write_all(&byte).unwrap();
+                rx.read_exact(&mut byte).unwrap();
+                rounds2.fetch_add(1, Ordering::Relaxed);
+            }
+            // Dropping `tx` ends the echo thread.
+        });
+        Self {
+            stop,
+            rounds,
+            threads: vec![echo, serve],
+        }
+    }
+}
+
+impl Drop for SwitchStorm {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for thread in self.threads.drain(..) {
+            thread.join().unwrap();
+        }
+    }
+}
+
+#[test]
+fn barrier_completes_during_a_switch_storm() {
+    require_privileged!();
+    let dir = TempDir::new("storm");
+    let path = dir.join("pub");
+    let daemon = Daemon::start(&path, &[]);
+    let view = View::open(&path);
+    let storm = SwitchStorm::start(common::online_cpus() - 1);
+    let started = Instant::now();
+    for _ in 0..50 {
+        view.wait_past(monotonic_ns(), GENEROUS);
+    }
+    let rounds = storm.rounds.load(Ordering::Relaxed);
+    let switches_per_sec = 2.0 * rounds as f64 / started.elapsed().as_secs_f64();
+    drop(storm);
+    // Otherwise the storm was not one, and this test would show nothing.
+    assert!(
+        switches_per_sec > 20_000.0,
+        "only {switches_per_sec:.0} switches/s"
+    );
+    let (status, stderr) = daemon.stop();
+    assert!(status.success(), "{status}\n{stderr}");
+}
+
 #[test]
 fn futex_waiter_is_woken() {
     require_privileged!();

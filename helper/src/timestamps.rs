@@ -14,12 +14,10 @@ use crate::skel::types;
 /// bpf/barrierd_shared.h: BARRIERD_QUIESCENT, bit 0 of a slot's state.
 const QUIESCENT: u64 = 1;
 
-// The protocol's CPU cap and BARRIERD_MAX_CPUS must agree: .bss is exactly
-// the slots and the watermark, one 64-byte line each.
-const _: () = assert!(
-    std::mem::size_of::<types::bss>()
-        == (MAX_CPUS + 1) * std::mem::size_of::<types::barrierd_cpu_slot>()
-);
+/// Compiles only if the protocol's CPU cap and BARRIERD_MAX_CPUS agree.
+fn _slots_match_max_cpus(bss: &types::bss) -> &[types::barrierd_cpu_slot; MAX_CPUS] {
+    &bss.slots
+}
 
 pub struct Timestamps<'bss> {
     bss: *mut types::bss,
@@ -58,7 +56,6 @@ impl<'bss> Timestamps<'bss> {
             let watermark = addr_of_mut!((*self.bss).watermark);
             AtomicU64::from_ptr(match field {
                 WatermarkField::Ns => addr_of_mut!((*watermark).ns),
-                WatermarkField::Since => addr_of_mut!((*watermark).since),
                 WatermarkField::ArmOnExit => addr_of_mut!((*watermark).arm_on_exit),
                 WatermarkField::DaemonTgid(i) => addr_of_mut!((*watermark).daemon_tgid[i]),
             })
@@ -127,8 +124,6 @@ impl<'bss> Timestamps<'bss> {
             .store(1, Ordering::SeqCst);
         fence(Ordering::SeqCst);
         let (min, all_quiescent) = self.read_into(out);
-        self.watermark(WatermarkField::Since)
-            .store(min, Ordering::SeqCst);
         self.watermark(WatermarkField::ArmOnExit)
             .store(u64::from(all_quiescent), Ordering::SeqCst);
         self.watermark(WatermarkField::Ns)
@@ -140,7 +135,6 @@ impl<'bss> Timestamps<'bss> {
 #[derive(Clone, Copy)]
 enum WatermarkField {
     Ns,
-    Since,
     ArmOnExit,
     DaemonTgid(usize),
 }
