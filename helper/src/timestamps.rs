@@ -14,10 +14,8 @@ use crate::skel::types;
 /// bpf/barrierd_shared.h: BARRIERD_QUIESCENT, bit 0 of a slot's state.
 const QUIESCENT: u64 = 1;
 
-/// Compiles only if the protocol's CPU cap and BARRIERD_MAX_CPUS agree.
-fn _slots_match_max_cpus(bss: &types::bss) -> &[types::barrierd_cpu_slot; MAX_CPUS] {
-    &bss.slots
-}
+// Compiles only if the protocol's CPU cap and BARRIERD_MAX_CPUS agree.
+const _: fn(&types::bss) -> &[types::barrierd_cpu_slot; MAX_CPUS] = |bss| &bss.slots;
 
 pub struct Timestamps<'bss> {
     bss: *mut types::bss,
