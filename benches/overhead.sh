@@ -2,12 +2,12 @@
 # Measures what barrierd costs a context-switch-bound workload, with public
 # tools (perf, bpftool). Run as root after `cargo build --release
 # --workspace --bins`. Prints:
-#  - `taskset -c 1 perf bench sched pipe` with the daemon running vs not,
-#    alternated A/B (B/A on odd pairs) for PAIRS pairs, each pair's ratio and
-#    the median ratio (BPF statistics off: they add their own clock reads);
-#    and in the same pairs, with an empty program on sched_switch instead
-#    (target/release/empty-switch-hook): the floor any program on that hook
-#    costs, so that what barrierd's own code costs is the difference;
+#  - `taskset -c 1 perf bench sched pipe` run three ways for each of PAIRS
+#    pairs, in rotating order: alone, with the daemon, and with an empty
+#    program on sched_switch (target/release/empty-switch-hook: the floor any
+#    program on that hook costs, so that what barrierd's own code costs is
+#    the difference); each pair's ratios to the run alone and their medians
+#    (BPF statistics off: they add their own clock reads);
 #  - in one more run with kernel.bpf_stats_enabled=1: the BPF programs'
 #    average run time per event, events per second, and the helper's
 #    wake-ups per second while the pipe benchmark storms.
@@ -27,18 +27,16 @@ done
 dir=$(mktemp -d)
 daemon=
 hook=
-stop_hook() {
-    if [ -n "$hook" ]; then
-        kill -TERM "$hook"
-        wait "$hook" || true
-        hook=
-    fi
+
+# Waits until FILE holds NEEDLE; otherwise says that WHAT failed, with FILE.
+await_line() {
+    for _ in $(seq 100); do grep -q "$2" "$1" && return; sleep 0.05; done
+    echo "overhead.sh: $3:" >&2; cat "$1" >&2; exit 1
 }
-start_hook() {
-    "$empty_hook" >"$dir/hook" 2>&1 &
-    hook=$!
-    for _ in $(seq 100); do grep -q attached "$dir/hook" && return; sleep 0.05; done
-    echo "overhead.sh: empty-switch-hook did not attach:" >&2; cat "$dir/hook" >&2; exit 1
+start_daemon() {
+    "$barrierd" "$dir/pub" 2>"$dir/log" &
+    daemon=$!
+    await_line "$dir/log" "Setup complete." "barrierd did not start"
 }
 stop_daemon() {
     if [ -n "$daemon" ]; then
@@ -47,15 +45,20 @@ stop_daemon() {
         daemon=
     fi
 }
+start_hook() {
+    "$empty_hook" >"$dir/hook" 2>&1 &
+    hook=$!
+    await_line "$dir/hook" attached "empty-switch-hook did not attach"
+}
+stop_hook() {
+    if [ -n "$hook" ]; then
+        kill -TERM "$hook"
+        wait "$hook" || true
+        hook=
+    fi
+}
 stats_before=$(sysctl -n kernel.bpf_stats_enabled)
 trap 'stop_hook; stop_daemon; sysctl -qw kernel.bpf_stats_enabled=$stats_before; rm -rf "$dir"' EXIT
-
-start_daemon() {
-    "$barrierd" "$dir/pub" 2>"$dir/log" &
-    daemon=$!
-    for _ in $(seq 100); do grep -q "Setup complete." "$dir/log" && return; sleep 0.05; done
-    echo "overhead.sh: barrierd did not start:" >&2; cat "$dir/log" >&2; exit 1
-}
 
 pipe_usecs() {
     taskset -c 1 perf bench sched pipe -l "$loops" | awk '/usecs\/op/ {print $1}'
