@@ -4,10 +4,10 @@
  * whether it is quiescent (runs its idle task, a kernel thread or barrierd
  * itself: no client code). Whatever user code a CPU ran before an event is
  * ordered before the timestamp store (see ARCHITECTURE.md, "Why a published
- * timestamp is safe"). Hot path: a switch inside a storm is a few loads and
- * one store to this CPU's own line; a recorded event one clock read, one
- * exchange and a few loads of its line and the watermark's. No map helper is
- * called.
+ * timestamp is safe"). Hot path: a switch inside a storm is a few loads, one
+ * store to this CPU's own line and, when a client task blocks, one call to
+ * find its syscall registers; a recorded event one clock read, one exchange
+ * and a few loads of its line and the watermark's. No map helper is called.
  */
 #include <linux/types.h>
 #include <linux/bpf.h>
@@ -40,13 +40,39 @@ struct task_struct {
 
 #define PF_KTHREAD 0x00200000	/* include/linux/sched.h */
 
+#if defined(__TARGET_ARCH_x86)
+/* A blocked task's syscall number and arguments, as it entered the kernel. */
+struct pt_regs {
+	unsigned long si;
+	unsigned long r10;
+	unsigned long orig_ax;
+} __attribute__((preserve_access_index));
+
+/* arch/x86/entry/syscalls/syscall_64.tbl, include/uapi/linux/futex.h */
+#define NR_futex 202
+#define NR_futex_waitv 449
+#define NR_futex_wait 455
+#define FUTEX_WAIT 0
+#define FUTEX_WAIT_BITSET 9
+#define FUTEX_PRIVATE_FLAG 128
+#define FUTEX_CLOCK_REALTIME 256
+#define FUTEX2_PRIVATE 128
+#endif
+
 #define READ_ONCE(x) (*(volatile typeof(x) *)&(x))
 
 /*
- * The jiffy of the latest signal, any CPU's: a storm signals at most once a
- * jiffy. Written only when signalling; alone on its line.
+ * The latest signal, any CPU's: a storm signals at most once a jiffy, and
+ * without demand at most once per BARRIERD_UNDEMANDED_NS. Written only when
+ * signalling; alone on its line.
  */
-__u64 last_signal_jiffy __attribute__((aligned(64)));
+struct {
+	__u64 jiffy;
+	__u64 ns;
+} last_signal __attribute__((aligned(64)));
+
+/* When a client last blocked in a barrier wait (BARRIERD_DEMAND_NS). */
+__u64 demand_ns __attribute__((aligned(64)));
 
 static __always_inline struct barrierd_cpu_slot *this_cpu_slot(__u32 *cpu)
 {
@@ -56,6 +82,12 @@ static __always_inline struct barrierd_cpu_slot *this_cpu_slot(__u32 *cpu)
 	return &slots[*cpu];
 }
 
+/* Signed: another CPU's clock reading may be a few ns ahead of ours. */
+static __always_inline int within(__u64 now, __u64 then, __u64 ns)
+{
+	return (__s64)(now - then) < (__s64)ns;
+}
+
 /*
  * Stores this event's time and `quiescent_after` in one exchange, then
  * signals the helper if this CPU may hold the published minimum back.
@@ -63,10 +95,12 @@ static __always_inline struct barrierd_cpu_slot *this_cpu_slot(__u32 *cpu)
  * which the CPU may have no event for a long time (a waiter blocking in
  * FUTEX_WAIT is the usual case): a debt is paid now. A switch into barrierd
  * itself is not settling, or the daemon's own wake-ups would re-signal it.
- * Returns whether the CPU was quiescent before.
+ * `waiting`: a client blocks in a barrier wait; if demand had lapsed, debts
+ * may have been left unpaid on CPUs that are idle now, and this pass
+ * collects them. Returns whether the CPU was quiescent before.
  */
 static __always_inline __u64 record_entry(struct barrierd_cpu_slot *slot, __u32 cpu,
-					  __u64 quiescent_after, int settling)
+					  __u64 quiescent_after, int settling, int waiting)
 {
 	__u64 now = bpf_ktime_get_ns();
 	/*
@@ -77,33 +111,54 @@ static __always_inline __u64 record_entry(struct barrierd_cpu_slot *slot, __u32 
 	 */
 	__u64 prev = __sync_lock_test_and_set(&slot->state,
 					      (now & ~BARRIERD_QUIESCENT) | quiescent_after);
+	__u64 was_quiescent = prev & BARRIERD_QUIESCENT;
 	__u64 prev_ns = prev & ~BARRIERD_QUIESCENT;
 	__u64 owed = READ_ONCE(slot->owed);
 
-	if (prev & BARRIERD_QUIESCENT) {
+	if (waiting) {
+		int lapsed = !within(now, READ_ONCE(demand_ns), BARRIERD_DEMAND_NS);
+
+		demand_ns = now;
+		if (lapsed)
+			goto signal;
+	}
+	if (was_quiescent) {
 		/* Quiescent since it went into barrierd owing: settling pays. */
 		if (owed && settling)
-			goto signal;
-		return 1;
+			goto signal_if_due;
+		return was_quiescent;
 	}
 	if (!owed && prev_ns > READ_ONCE(watermark.ns))
-		return 0;
+		return was_quiescent;
 	/*
 	 * This CPU may hold the published minimum back. Deferring only helps
 	 * against a storm of events: a CPU whose previous event is old (ticks,
 	 * an interrupt now and then) might have no next one for a tick.
 	 */
 	if (settling || now - prev_ns >= BARRIERD_SPARSE_NS ||
-	    bpf_jiffies64() != READ_ONCE(last_signal_jiffy))
-		goto signal;
+	    bpf_jiffies64() != READ_ONCE(last_signal.jiffy))
+		goto signal_if_due;
 	if (!owed)
 		slot->owed = 1;
-	return 0;
+	return was_quiescent;
+signal_if_due:
+	/*
+	 * Nobody waits: the minimum only matters to clients that poll it, and
+	 * each signal costs two process wake-ups, so signals are spaced out.
+	 * The debt stays and is paid at a later event.
+	 */
+	if (!within(now, READ_ONCE(demand_ns), BARRIERD_DEMAND_NS) &&
+	    within(now, READ_ONCE(last_signal.ns), BARRIERD_UNDEMANDED_NS)) {
+		if (!owed)
+			slot->owed = 1;
+		return was_quiescent;
+	}
 signal:
 	slot->owed = 0;
-	last_signal_jiffy = bpf_jiffies64();
+	last_signal.jiffy = bpf_jiffies64();
+	last_signal.ns = now;
 	bpf_ringbuf_output(&wakeups, &cpu, sizeof(cpu), 0);
-	return 0;
+	return was_quiescent;
 }
 
 /* Attached by name to the tracepoints given on the command line. */
@@ -115,7 +170,7 @@ int on_kernel_entry(void *ctx)
 
 	/* An interrupt does not change what the CPU runs. */
 	if (slot)
-		record_entry(slot, cpu, READ_ONCE(slot->state) & BARRIERD_QUIESCENT, 0);
+		record_entry(slot, cpu, READ_ONCE(slot->state) & BARRIERD_QUIESCENT, 0, 0);
 	return 0;
 }
 
@@ -135,22 +190,56 @@ static __always_inline int is_barrierd(struct task_struct *task)
 }
 
 /*
+ * Whether `task`, blocking, waits in a shared futex: how barrier clients
+ * wait for the daemon's FUTEX_WAKE (process-shared mutexes and condition
+ * variables look the same, and only cost a pass). A 32-bit task's syscall
+ * numbers differ: it is not seen waiting, and its waits see the spacing of
+ * undemanded signals unless another client's keep demand alive.
+ */
+static __always_inline int waits_in_shared_futex(struct task_struct *task)
+{
+#if defined(__TARGET_ARCH_x86)
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	unsigned long nr = regs->orig_ax;
+
+	if (nr == NR_futex) {
+		unsigned long op = regs->si;
+		unsigned long cmd = op & ~(unsigned long)(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
+
+		return !(op & FUTEX_PRIVATE_FLAG) && (cmd == FUTEX_WAIT || cmd == FUTEX_WAIT_BITSET);
+	}
+	if (nr == NR_futex_wait)
+		return !(regs->r10 & FUTEX2_PRIVATE);
+	return nr == NR_futex_waitv;
+#else
+	/* Not ported: every block counts as a barrier wait, so demand never lapses. */
+	return 1;
+#endif
+}
+
+/*
  * Always attached: a context switch is a kernel entry, and switches to and
  * from quiescent tasks bracket the time a CPU runs no client code.
  */
 SEC("tp_btf/sched_switch")
 int on_sched_switch(__u64 *ctx)
 {
+	int preempted = (__u8)ctx[0];
+	struct task_struct *prev = (void *)ctx[1];
 	struct task_struct *next = (void *)ctx[2];
+	unsigned int prev_state = ctx[3];
 	int settling = runs_no_user_code(next);
 	__u64 next_quiescent = settling || is_barrierd(next);
 	__u32 cpu;
 	struct barrierd_cpu_slot *slot = this_cpu_slot(&cpu);
-	__u64 picked_at, last;
-	int short_gap;
+	__u64 picked_at, last, quiescent;
+	int short_gap, waiting;
 
 	if (!slot)
 		return 0;
+	/* A client task (the CPU is not quiescent) blocking in a barrier wait. */
+	quiescent = READ_ONCE(slot->state) & BARRIERD_QUIESCENT;
+	waiting = !preempted && prev_state && !quiescent && waits_in_shared_futex(prev);
 	/*
 	 * Skipping a switch is always safe: it is then as if it were not
 	 * traced. What it saves is the clock read, a helper call and most of
@@ -159,8 +248,8 @@ int on_sched_switch(__u64 *ctx)
 	 * one switch per BARRIERD_SWITCH_STORM_NS is recorded, so a CPU may be
 	 * recorded that much early. A task that wakes on a quiet CPU and
 	 * blocks again soon after (a barrier waiter) breaks no storm: both its
-	 * switches are recorded. So is any change of quiescence, and a
-	 * settling switch that pays a debt. The clock that decides is free:
+	 * switches are recorded. So is any change of quiescence, a
+	 * settling switch that pays a debt, and a barrier wait. The clock that decides is free:
 	 * the scheduler stamped `next` when it picked it (rq_clock_task, which
 	 * lags real time by interrupt time: it can only make a storm look
 	 * sparser).
@@ -169,14 +258,13 @@ int on_sched_switch(__u64 *ctx)
 	last = READ_ONCE(slot->last_pick);
 	short_gap = picked_at - (last & ~1ULL) < BARRIERD_SWITCH_STORM_NS;
 	slot->last_pick = (picked_at & ~1ULL) | short_gap;
-	if ((last & 1) && short_gap &&
-	    (READ_ONCE(slot->state) & BARRIERD_QUIESCENT) == next_quiescent &&
+	if ((last & 1) && short_gap && quiescent == next_quiescent && !waiting &&
 	    !(settling && READ_ONCE(slot->owed)) &&
 	    picked_at - READ_ONCE(slot->recorded_pick) < BARRIERD_SWITCH_STORM_NS)
 		return 0;
 	slot->recorded_pick = picked_at;
 	/* Every CPU was quiescent: leaving quiescence, this one holds the minimum. */
-	if (record_entry(slot, cpu, next_quiescent, settling) && !next_quiescent &&
+	if (record_entry(slot, cpu, next_quiescent, settling, waiting) && !next_quiescent &&
 	    READ_ONCE(watermark.arm_on_exit))
 		slot->owed = 1;
 	return 0;

@@ -25,6 +25,22 @@
 #define BARRIERD_SPARSE_NS 1000000ULL
 
 /*
+ * Demand: a client task blocking in a shared futex wait (how barrier
+ * clients wait for the daemon's FUTEX_WAKE) makes the next this many ns
+ * demanded, and signals if demand had lapsed. Longer than the clients'
+ * probe interval (100 ms), after which a waiter blocks again: a waiting
+ * client keeps demand alive.
+ */
+#define BARRIERD_DEMAND_NS 1000000000ULL
+
+/*
+ * Without demand, signals are at least this far apart (any CPU's): the
+ * published minimum still advances, for clients that poll it without
+ * waiting, but a quiet machine's stray wake-ups no longer each cost a pass.
+ */
+#define BARRIERD_UNDEMANDED_NS 200000000ULL
+
+/*
  * Switches closer together than this make a storm, and a storm records one
  * switch per this interval (bpf/barrierd.bpf.c, on_sched_switch): it costs
  * one clock read per interval, and a CPU whose storm ends may be recorded

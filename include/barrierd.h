@@ -13,6 +13,10 @@
  * A barrier for time T (CLOCK_MONOTONIC ns) is complete once
  * last_interrupt_ns > T: every CPU has entered the kernel after T. See
  * ARCHITECTURE.md for what that guarantees.
+ *
+ * Wait by FUTEX_WAIT (shared) on the word, as barrierd_wait does: that
+ * is how the daemon knows someone waits, and publishes promptly. While no
+ * client waits, the words advance only about every 200 ms.
  */
 #ifndef BARRIERD_H
 #define BARRIERD_H
