@@ -369,9 +369,11 @@ fn numeric_id_without_tracefs_says_how_to_mount_it() {
     let dir = TempDir::new("notracefs");
     let path = dir.join("pub");
     // A private mount namespace in which tracefs is not mounted anywhere.
+    // debugfs goes too: where it is mounted, a lookup of its tracing
+    // directory mounts tracefs there again.
     let output = std::process::Command::new("unshare")
         .args(["--mount", "--propagation", "private", "sh", "-c"])
-        .arg("umount /sys/kernel/tracing 2>/dev/null; umount /sys/kernel/debug/tracing 2>/dev/null; exec \"$0\" \"$@\"")
+        .arg("umount /sys/kernel/tracing 2>/dev/null; umount /sys/kernel/debug/tracing 2>/dev/null; umount /sys/kernel/debug 2>/dev/null; exec \"$0\" \"$@\"")
         .arg(common::barrierd_bin())
         .arg(&path)
         .arg("316")
