@@ -133,9 +133,11 @@ static __always_inline __u64 record_entry(struct barrierd_cpu_slot *slot, __u32 
 	/*
 	 * This CPU may hold the published minimum back. Deferring only helps
 	 * against a storm of events: a CPU whose previous event is old (ticks,
-	 * an interrupt now and then) might have no next one for a tick.
+	 * an interrupt now and then) might have no next one for a tick, and
+	 * neither might a CPU whose client just blocked in a barrier wait (its
+	 * wake-up was a recent event, but a busy task runs next).
 	 */
-	if (settling || now - prev_ns >= BARRIERD_SPARSE_NS ||
+	if (settling || waiting || now - prev_ns >= BARRIERD_SPARSE_NS ||
 	    bpf_jiffies64() != READ_ONCE(last_signal.jiffy))
 		goto signal_if_due;
 	if (!owed)
