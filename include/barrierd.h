@@ -46,7 +46,8 @@ struct barrierd_mapped_data {
 	uint64_t state;			/* BARRIERD_STATE_*; a futex word */
 	uint64_t generation;		/* incremented at each daemon start */
 	uint64_t daemon_pid;		/* publisher's pid, informational */
-	uint64_t reserved[7];		/* zero */
+	uint64_t prods;			/* CPUs prodded (--prod-after) since start, informational */
+	uint64_t reserved[6];		/* zero */
 	struct barrierd_per_cpu per_cpu[];	/* at byte 128 */
 };
 

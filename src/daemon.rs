@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::path::PathBuf;
 use std::process::{Child, ExitStatus};
 use std::sync::atomic::{fence, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use barrierd_client::layout::{self, word};
 use barrierd_privsep::ipc::{self, HelperMessage, IpcError, PublisherEnd, PROTOCOL_VERSION};
@@ -17,6 +17,7 @@ use tracing::{debug, info, warn};
 
 use crate::launch::{self, LaunchError};
 use crate::notify::{Notifier, NotifyError};
+use crate::prod::{ProdError, Prodder};
 use barrierd_client::monotonic_ns;
 
 use crate::published::{FileError, PublishedFile};
@@ -32,6 +33,9 @@ pub struct Config {
     pub force: bool,
     /// Nice value for both processes.
     pub nice: i32,
+    /// `--prod-after`: make a CPU that lags this long while a client waits
+    /// enter the kernel.
+    pub prod_after: Option<Duration>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +58,8 @@ pub enum DaemonError {
     Sandbox(#[from] SandboxError),
     #[error(transparent)]
     Notify(#[from] NotifyError),
+    #[error(transparent)]
+    Prod(#[from] ProdError),
     #[error("the helper failed during setup ({0}); its message is above")]
     HelperSetup(ExitStatus),
     #[error("the helper exited unexpectedly ({0})")]
@@ -135,9 +141,11 @@ pub fn run(config: Config) -> Result<Stopped, DaemonError> {
         );
     }
     let notifier = Notifier::connect()?;
+    let prodder = config.prod_after.map(Prodder::new).transpose()?;
     let helper = launch::spawn(&config.helper, &config.tracepoints, helper_end)?;
     file.store(word::GENERATION, previous.generation + 1);
     file.store(word::DAEMON_PID, u64::from(std::process::id()));
+    file.store(word::PRODS, 0);
 
     sandbox::drop_privileges(&config.account)?;
     sandbox::restrict_access()?;
@@ -145,6 +153,7 @@ pub fn run(config: Config) -> Result<Stopped, DaemonError> {
         socket.as_fd().as_raw_fd(),
         signals.as_fd().as_raw_fd(),
         notifier.as_ref().map(Notifier::fd),
+        prodder.is_some(),
     )?;
     debug!(
         "Publisher confined as {} (uid {}).",
@@ -156,6 +165,9 @@ pub fn run(config: Config) -> Result<Stopped, DaemonError> {
         state: State::new(previous.per_cpu, previous.vtime),
         running: false,
         notifier,
+        prodder,
+        prods: 0,
+        prod_failed: false,
     };
     publisher.serve(socket, signals, helper)
 }
@@ -165,6 +177,11 @@ struct Publisher {
     state: State,
     running: bool,
     notifier: Option<Notifier>,
+    prodder: Option<Prodder>,
+    /// CPUs prodded, as published in the file.
+    prods: u64,
+    /// A prod failed and was reported: later failures are not.
+    prod_failed: bool,
 }
 
 impl Publisher {
@@ -182,7 +199,12 @@ impl Publisher {
                 PollFd::new(socket.as_fd(), PollFlags::POLLIN),
                 PollFd::new(signals.as_fd(), PollFlags::POLLIN),
             ];
-            match poll(&mut fds, PollTimeout::NONE) {
+            let prod_at = self.prod_deadline();
+            let timeout = prod_at.map_or(PollTimeout::NONE, |at| {
+                let ms = at.saturating_sub(monotonic_ns()).div_ceil(1_000_000);
+                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
+            });
+            match poll(&mut fds, timeout) {
                 Ok(_) | Err(nix::Error::EINTR) => {}
                 Err(e) => return Err(self.fail(DaemonError::Poll(e), socket, &mut helper)),
             }
@@ -205,6 +227,10 @@ impl Publisher {
                 }
             }
             if !socket_ready {
+                // A snapshot that came meanwhile would move the deadline.
+                if prod_at.is_some_and(|at| monotonic_ns() >= at) {
+                    self.prod();
+                }
                 continue;
             }
             let message = match socket.recv() {
@@ -248,10 +274,10 @@ impl Publisher {
             }
             (HelperMessage::Hello { .. }, true) => Err(Violation::RepeatedHello),
             (HelperMessage::Snapshot { .. }, false) => Err(Violation::NoHello),
-            (HelperMessage::Snapshot { last_ns }, true) => {
+            (HelperMessage::Snapshot { last_ns, demand_ns }, true) => {
                 let now = monotonic_ns();
                 debug!("Now: {now}.");
-                let pass = self.state.apply(&last_ns, now)?;
+                let pass = self.state.apply(&last_ns, demand_ns, now)?;
                 self.publish(&pass);
                 if !self.running {
                     self.running = true;
@@ -298,6 +324,32 @@ impl Publisher {
         debug!("change: {ns_changed} {vtime_changed}.");
         for index in woken {
             file.wake(index);
+        }
+    }
+
+    /// When to prod (`--prod-after`), if a pass does not come first.
+    fn prod_deadline(&self) -> Option<u64> {
+        let prodder = self.prodder.as_ref()?;
+        prodder.deadline(self.state.received(), self.state.demand_ns())
+    }
+
+    /// Makes the CPUs that hold the minimum back enter the kernel; BPF then
+    /// signals, and the helper's next snapshot shows them.
+    fn prod(&mut self) {
+        let Some(prodder) = self.prodder.as_mut() else {
+            return;
+        };
+        let (prodded, result) = prodder.prod(self.state.received(), monotonic_ns());
+        if prodded > 0 {
+            self.prods += prodded;
+            self.file.store(word::PRODS, self.prods);
+            debug!("Prodded {prodded} CPU(s), {} in all.", self.prods);
+        }
+        if let Err(e) = result {
+            if !self.prod_failed {
+                warn!("warning: cannot prod a lagging CPU: {e}; reported once");
+                self.prod_failed = true;
+            }
         }
     }
 

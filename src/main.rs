@@ -7,6 +7,7 @@
 mod daemon;
 mod launch;
 mod notify;
+mod prod;
 mod published;
 mod sandbox;
 mod tracepoints;
@@ -59,6 +60,13 @@ struct Args {
     /// under load each is a wake-up that waits for a CPU.
     #[arg(long, default_value_t = -10, allow_negative_numbers = true, value_parser = clap::value_parser!(i32).range(-20..=19))]
     nice: i32,
+    /// A bound for CPUs that take no ticks in user code (nohz_full, a stuck
+    /// tick): while a client waits, a CPU whose latest kernel entry is this
+    /// many ms old is made to enter the kernel (barrierd moves itself onto it
+    /// and back). Off by default; prods are counted in the file's `prods`
+    /// word.
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    prod_after: Option<u64>,
     /// Trace every update (also VERBOSE=1).
     #[arg(short, long)]
     verbose: bool,
@@ -114,6 +122,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         helper,
         force: args.force,
         nice: args.nice,
+        prod_after: args.prod_after.map(std::time::Duration::from_millis),
     };
     let path = config.path.clone();
     let daemon::Stopped(signal) = daemon::run(config)?;

@@ -132,8 +132,8 @@ pub fn restrict_access() -> Result<(), SandboxError> {
 }
 
 /// Every system call the publisher may make once confined. Anything else
-/// kills it by SIGSYS, named.
-pub fn policy(socket: RawFd, signals: RawFd, notify: Option<RawFd>) -> Vec<Allow> {
+/// kills it by SIGSYS, named. `prod`: --prod-after is on.
+pub fn policy(socket: RawFd, signals: RawFd, notify: Option<RawFd>, prod: bool) -> Vec<Allow> {
     let fd = |fd: RawFd| Arg::Eq(0, fd as u64);
     let futex_op = |op: i32| Arg::Eq(1, op as u64);
     let mut table = vec![
@@ -176,6 +176,11 @@ pub fn policy(socket: RawFd, signals: RawFd, notify: Option<RawFd>) -> Vec<Allow
         Allow::any("restart_syscall"),
         Allow::any("exit_group"),
     ];
+    if prod {
+        // --prod-after: moving ourselves (pid 0 only) onto a lagging CPU
+        // and back.
+        table.push(Allow::when("sched_setaffinity", [Arg::Eq(0, 0)]));
+    }
     if let Some(notify) = notify {
         // Readiness and stopping, to the service manager's socket only.
         table.push(Allow::when(
@@ -186,10 +191,15 @@ pub fn policy(socket: RawFd, signals: RawFd, notify: Option<RawFd>) -> Vec<Allow
     table
 }
 
-pub fn lock_down(socket: RawFd, signals: RawFd, notify: Option<RawFd>) -> Result<(), SandboxError> {
+pub fn lock_down(
+    socket: RawFd,
+    signals: RawFd,
+    notify: Option<RawFd>,
+    prod: bool,
+) -> Result<(), SandboxError> {
     Ok(seccomp::install(
         "barrierd",
-        &policy(socket, signals, notify),
+        &policy(socket, signals, notify, prod),
     )?)
 }
 
@@ -213,7 +223,7 @@ mod tests {
     #[test]
     fn opening_a_file_kills_the_publisher_and_is_named() {
         let (status, stderr) = run_confined_child(
-            || lock_down(3, 4, None).unwrap_or_else(|_| exit(2)),
+            || lock_down(3, 4, None, false).unwrap_or_else(|_| exit(2)),
             // SAFETY: a plain open; the filter traps it before it runs.
             || unsafe {
                 libc::open(c"/etc/hostname".as_ptr(), libc::O_RDONLY);
@@ -227,6 +237,41 @@ mod tests {
             stderr.contains("barrierd: seccomp: forbidden system call openat"),
             "{stderr:?}"
         );
+    }
+
+    /// sched_setaffinity on itself, says so, then on its parent.
+    fn set_affinity_of_self_then_parent(prod: bool) -> (i32, String) {
+        let parent = std::process::id() as libc::pid_t;
+        run_confined_child(
+            || lock_down(3, 4, None, prod).unwrap_or_else(|_| exit(2)),
+            // SAFETY: plain syscalls with a valid, zeroed (then filled) set.
+            || unsafe {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                let size = std::mem::size_of_val(&set);
+                libc::CPU_SET(0, &mut set);
+                if libc::sched_setaffinity(0, size, &set) != 0 {
+                    exit(3);
+                }
+                libc::write(2, c"moved itself\n".as_ptr().cast(), 13);
+                libc::sched_setaffinity(parent, size, &set);
+            },
+        )
+    }
+
+    #[test]
+    fn prodding_allows_moving_ourselves_and_no_one_else() {
+        for prod in [true, false] {
+            let (status, stderr) = set_affinity_of_self_then_parent(prod);
+            assert!(
+                libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGSYS,
+                "prod {prod}: status {status:#x}, stderr {stderr:?}"
+            );
+            assert!(
+                stderr.contains("forbidden system call sched_setaffinity"),
+                "prod {prod}: {stderr:?}"
+            );
+            assert_eq!(stderr.contains("moved itself"), prod, "{stderr:?}");
+        }
     }
 
     #[test]

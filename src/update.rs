@@ -23,6 +23,8 @@ pub enum ProtocolError {
     Future { cpu: usize, ns: u64, now: u64 },
     #[error("CPU {cpu}: timestamp went backwards from {was} to {ns}")]
     Backwards { cpu: usize, was: u64, ns: u64 },
+    #[error("demand time {demand_ns} is in the future (now {now})")]
+    FutureDemand { demand_ns: u64, now: u64 },
 }
 
 /// One CPU's published words.
@@ -47,6 +49,8 @@ pub struct Pass {
 pub struct State {
     /// Last snapshot received, for the going-backwards check.
     received: Vec<u64>,
+    /// When a client last blocked in a barrier wait, as last received.
+    demand_ns: u64,
     published: Vec<CpuWords>,
     vtime: u64,
     /// (vtime, CLOCK_MONOTONIC ns by which it was visible), oldest first.
@@ -60,6 +64,7 @@ impl State {
     pub fn new(published: Vec<CpuWords>, vtime: u64) -> Self {
         Self {
             received: vec![0; published.len()],
+            demand_ns: 0,
             published,
             vtime,
             history: VecDeque::from([(vtime, 0)]),
@@ -70,9 +75,29 @@ impl State {
         self.published.len()
     }
 
-    /// Validates `snapshot` against `now` (read after receiving it) and
-    /// computes the pass. On error nothing changes.
-    pub fn apply(&mut self, snapshot: &[u64], now: u64) -> Result<Pass, ProtocolError> {
+    /// The last snapshot accepted: busy CPUs at their latest kernel entry,
+    /// quiescent ones at the time of the read.
+    pub fn received(&self) -> &[u64] {
+        &self.received
+    }
+
+    /// When a client last blocked in a barrier wait (0: never).
+    pub fn demand_ns(&self) -> u64 {
+        self.demand_ns
+    }
+
+    /// Validates a snapshot (per-CPU times and the demand time) against `now`
+    /// (read after receiving it) and computes the pass. On error nothing
+    /// changes.
+    pub fn apply(
+        &mut self,
+        snapshot: &[u64],
+        demand_ns: u64,
+        now: u64,
+    ) -> Result<Pass, ProtocolError> {
+        if demand_ns > now {
+            return Err(ProtocolError::FutureDemand { demand_ns, now });
+        }
         if snapshot.len() != self.ncpu() {
             return Err(ProtocolError::CpuCount {
                 expected: self.ncpu(),
@@ -88,6 +113,7 @@ impl State {
             }
         }
         self.received.copy_from_slice(snapshot);
+        self.demand_ns = demand_ns;
 
         let mut changed = Vec::new();
         for (cpu, &ns) in snapshot.iter().enumerate() {
@@ -141,11 +167,11 @@ mod tests {
     #[test]
     fn minimum_over_cpus_and_only_changes_reported() {
         let mut state = fresh(3);
-        let pass = state.apply(&[10, 30, 20], 100).unwrap();
+        let pass = state.apply(&[10, 30, 20], 0, 100).unwrap();
         assert_eq!(pass.last_interrupt_ns, 10);
         assert_eq!(pass.changed.len(), 3);
         state.vtime_published(35);
-        let pass = state.apply(&[40, 30, 20], 100).unwrap();
+        let pass = state.apply(&[40, 30, 20], 0, 100).unwrap();
         assert_eq!(pass.last_interrupt_ns, 20);
         assert_eq!(pass.changed, vec![(0, CpuWords { ns: 40, vtime: 1 })]);
     }
@@ -153,22 +179,29 @@ mod tests {
     #[test]
     fn unseen_cpu_holds_the_minimum_at_zero() {
         let mut state = fresh(2);
-        assert_eq!(state.apply(&[0, 50], 100).unwrap().last_interrupt_ns, 0);
+        assert_eq!(state.apply(&[0, 50], 0, 100).unwrap().last_interrupt_ns, 0);
     }
 
     #[test]
     fn invalid_snapshots_change_nothing() {
         let mut state = fresh(2);
-        state.apply(&[10, 20], 100).unwrap();
+        state.apply(&[10, 20], 50, 100).unwrap();
         assert_eq!(
-            state.apply(&[10], 100),
+            state.apply(&[30, 40], 101, 100),
+            Err(ProtocolError::FutureDemand {
+                demand_ns: 101,
+                now: 100
+            })
+        );
+        assert_eq!(
+            state.apply(&[10], 0, 100),
             Err(ProtocolError::CpuCount {
                 expected: 2,
                 got: 1
             })
         );
         assert_eq!(
-            state.apply(&[10, 101], 100),
+            state.apply(&[10, 101], 0, 100),
             Err(ProtocolError::Future {
                 cpu: 1,
                 ns: 101,
@@ -176,7 +209,7 @@ mod tests {
             })
         );
         assert_eq!(
-            state.apply(&[9, 20], 100),
+            state.apply(&[9, 20], 0, 100),
             Err(ProtocolError::Backwards {
                 cpu: 0,
                 was: 10,
@@ -185,7 +218,8 @@ mod tests {
         );
         // The rejected snapshots left no trace: 9 < 10 is still backwards and
         // the accepted state is unchanged.
-        let pass = state.apply(&[10, 20], 100).unwrap();
+        assert_eq!((state.received(), state.demand_ns()), (&[10, 20][..], 50));
+        let pass = state.apply(&[10, 20], 0, 100).unwrap();
         assert!(pass.changed.is_empty());
         assert_eq!(pass.last_interrupt_ns, 10);
     }
@@ -193,12 +227,12 @@ mod tests {
     #[test]
     fn vtime_advances_every_pass_and_is_attributed_by_entry_time() {
         let mut state = fresh(2);
-        let pass = state.apply(&[5, 6], 10).unwrap();
+        let pass = state.apply(&[5, 6], 0, 10).unwrap();
         assert_eq!(pass.vtime, 1);
         state.vtime_published(10);
         // CPU 0 entered at 8, before vtime 1 was visible (10): it keeps 0.
         // CPU 1 entered at 12, after: it gets 1.
-        let pass = state.apply(&[8, 12], 20).unwrap();
+        let pass = state.apply(&[8, 12], 0, 20).unwrap();
         assert_eq!(
             pass.changed,
             vec![
@@ -209,7 +243,7 @@ mod tests {
         assert_eq!(pass.last_interrupt_vtime, 0);
         assert_eq!(pass.vtime, 2);
         state.vtime_published(20);
-        let pass = state.apply(&[25, 12], 30).unwrap();
+        let pass = state.apply(&[25, 12], 0, 30).unwrap();
         assert_eq!(pass.changed, vec![(0, CpuWords { ns: 25, vtime: 2 })]);
         assert_eq!(pass.last_interrupt_vtime, 1);
     }
@@ -217,7 +251,7 @@ mod tests {
     #[test]
     fn vtime_never_decreases_for_a_cpu() {
         let mut state = State::new(vec![CpuWords { ns: 50, vtime: 7 }], 9);
-        let pass = state.apply(&[60], 100).unwrap();
+        let pass = state.apply(&[60], 0, 100).unwrap();
         assert_eq!(pass.changed, vec![(0, CpuWords { ns: 60, vtime: 9 })]);
         assert_eq!(pass.vtime, 10);
     }
@@ -225,7 +259,7 @@ mod tests {
     #[test]
     fn restart_keeps_newer_file_words() {
         let mut state = State::new(vec![CpuWords { ns: 500, vtime: 3 }; 2], 4);
-        let pass = state.apply(&[0, 600], 1000).unwrap();
+        let pass = state.apply(&[0, 600], 0, 1000).unwrap();
         assert_eq!(pass.changed, vec![(1, CpuWords { ns: 600, vtime: 4 })]);
         assert_eq!(pass.last_interrupt_ns, 500);
         assert_eq!(pass.last_interrupt_vtime, 3);
@@ -235,12 +269,12 @@ mod tests {
     fn history_is_bounded_and_old_entries_stay_conservative() {
         let mut state = fresh(1);
         for t in 1..=200u64 {
-            state.apply(&[t * 10], t * 10).unwrap();
+            state.apply(&[t * 10], 0, t * 10).unwrap();
             state.vtime_published(t * 10 + 1);
         }
         assert_eq!(state.history.len(), VTIME_HISTORY);
         // Entered at 2005, after vtime 200 was published at 2001.
-        let pass = state.apply(&[2005], 2010).unwrap();
+        let pass = state.apply(&[2005], 0, 2010).unwrap();
         assert_eq!(pass.changed[0].1.vtime, 200);
     }
 
@@ -294,6 +328,7 @@ mod tests {
                 encode(
                     &HelperMessage::Snapshot {
                         last_ns: last_ns.into(),
+                        demand_ns: now.saturating_sub(rng.below(5000)) + rng.below(3),
                     },
                     &mut buf,
                 )
@@ -311,11 +346,11 @@ mod tests {
                     _ => bytes.insert(at, rng.next() as u8),
                 }
             }
-            let Ok(HelperMessage::Snapshot { last_ns }) = decode(&bytes) else {
+            let Ok(HelperMessage::Snapshot { last_ns, demand_ns }) = decode(&bytes) else {
                 continue;
             };
             decoded += 1;
-            let Ok(pass) = state.apply(&last_ns, now) else {
+            let Ok(pass) = state.apply(&last_ns, demand_ns, now) else {
                 continue;
             };
             accepted += 1;

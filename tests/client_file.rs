@@ -134,7 +134,8 @@ int main(void)
 
 	HEADER(ncpu); HEADER(vtime); HEADER(last_interrupt_ns);
 	HEADER(last_interrupt_vtime); HEADER(magic); HEADER(format_version);
-	HEADER(state); HEADER(generation); HEADER(daemon_pid); HEADER(reserved);
+	HEADER(state); HEADER(generation); HEADER(daemon_pid); HEADER(prods);
+	HEADER(reserved);
 	HEADER(per_cpu);
 	PER_CPU(last_interrupt_ns); PER_CPU(last_interrupt_vtime);
 	printf("sizeof_header %zu\n", sizeof(struct barrierd_mapped_data));
@@ -168,10 +169,11 @@ int main(void)
         ("state", word::STATE * 8),
         ("generation", word::GENERATION * 8),
         ("daemon_pid", word::DAEMON_PID * 8),
-        ("reserved", (word::DAEMON_PID + 1) * 8),
+        ("prods", word::PRODS * 8),
+        ("reserved", (word::PRODS + 1) * 8),
         (
             "sizeof_reserved",
-            layout::HEADER_BYTES - (word::DAEMON_PID + 1) * 8,
+            layout::HEADER_BYTES - (word::PRODS + 1) * 8,
         ),
         ("per_cpu", layout::HEADER_BYTES),
         ("sizeof_header", layout::HEADER_BYTES),

@@ -141,18 +141,7 @@ impl SwitchStorm {
         let (pong_rx, pong_tx) = pipe();
         let stop = Arc::new(AtomicBool::new(false));
         let rounds = Arc::new(AtomicU64::new(0));
-        let pin = move || {
-            // SAFETY: a zeroed cpu_set_t is valid; CPU_SET stays in bounds
-            // for any cpu below CPU_SETSIZE.
-            unsafe {
-                let mut set: libc::cpu_set_t = std::mem::zeroed();
-                libc::CPU_SET(cpu, &mut set);
-                assert_eq!(
-                    libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set),
-                    0
-                );
-            }
-        };
+        let pin = move || common::pin_current_thread(cpu);
         let echo = std::thread::spawn(move || {
             pin();
             let (mut rx, mut tx) = (ping_rx, pong_tx);
@@ -428,6 +417,12 @@ fn bad_command_line_exits_2() {
     let (status, stderr) = common::run_barrierd(&[], GENEROUS);
     assert_eq!(status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("Usage"), "{stderr}");
+    for bound in ["0", "60001", "soon"] {
+        let (status, stderr) =
+            common::run_barrierd(&["/tmp/unused", "--prod-after", bound], GENEROUS);
+        assert_eq!(status.code(), Some(2), "{bound}: {stderr}");
+        assert!(stderr.contains("--prod-after"), "{bound}: {stderr}");
+    }
 }
 
 /// Type=notify: READY=1 once the file is live, STOPPING=1 on SIGTERM, both

@@ -226,6 +226,12 @@ impl Barrierd {
         self.map.load(word::DAEMON_PID)
     }
 
+    /// How many times the daemon has made a lagging CPU enter the kernel
+    /// since it started (`barrierd --prod-after`; 0 without it).
+    pub fn prods(&self) -> u64 {
+        self.map.load(word::PRODS)
+    }
+
     /// Has every CPU entered the kernel after CLOCK_MONOTONIC time `t_ns`?
     /// The fast path: one load and a compare, no syscall. A `true` stays
     /// true. Follow it with an acquire fence before relying on other

@@ -22,6 +22,9 @@ pub mod word {
     pub const GENERATION: usize = 7;
     /// Process id of the publishing daemon, in its pid namespace (informational).
     pub const DAEMON_PID: usize = 8;
+    /// CPUs the daemon moved onto to make them enter the kernel
+    /// (`--prod-after`), since it started (informational).
+    pub const PRODS: usize = 9;
 }
 
 /// Header size; per-CPU records start here.

@@ -26,12 +26,13 @@ fuzz_target!(|data: &[u8]| {
         let (datagram, next) = tail.split_at((*len as usize).min(tail.len()));
         rest = next;
         now += u64::from(*advance) << 8;
-        let Ok(HelperMessage::Snapshot { last_ns }) = decode(datagram) else {
+        let Ok(HelperMessage::Snapshot { last_ns, demand_ns }) = decode(datagram) else {
             continue;
         };
-        let Ok(pass) = state.apply(&last_ns, now) else {
+        let Ok(pass) = state.apply(&last_ns, demand_ns, now) else {
             continue;
         };
+        assert!(state.demand_ns() <= now);
         for (cpu, words) in pass.changed {
             assert!(cpu < NCPU);
             assert!(words.ns <= now);

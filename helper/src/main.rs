@@ -172,6 +172,7 @@ fn serve(
         timestamps.settle(&mut last_ns);
         match publisher.send(&HelperMessage::Snapshot {
             last_ns: Cow::Borrowed(&last_ns),
+            demand_ns: timestamps.demand_ns(),
         }) {
             Ok(()) => {}
             // ECONNRESET when it closed with snapshots still unread.

@@ -48,6 +48,13 @@ impl<'bss> Timestamps<'bss> {
         unsafe { AtomicU64::from_ptr(addr_of_mut!((*self.bss).slots[cpu].state)) }
     }
 
+    /// When a client last blocked in a barrier wait (BPF's `demand_ns`).
+    pub fn demand_ns(&self) -> u64 {
+        // SAFETY: as in `state`; BPF stores it with single aligned 8-byte
+        // stores.
+        unsafe { AtomicU64::from_ptr(addr_of_mut!((*self.bss).demand_ns)) }.load(Ordering::Relaxed)
+    }
+
     fn watermark(&self, field: WatermarkField) -> &AtomicU64 {
         // SAFETY: as in `state`; BPF only loads the watermark.
         unsafe {

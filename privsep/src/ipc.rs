@@ -10,15 +10,16 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever [`HelperMessage`] changes shape or meaning.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Most CPUs a message may describe; equals `BARRIERD_MAX_CPUS` in
 /// bpf/barrierd_shared.h (the helper checks this at compile time).
 pub const MAX_CPUS: usize = 4096;
 
 /// Largest encoding of any valid message: variant tag, sequence length
-/// (varints of at most 5 bytes) and `MAX_CPUS` varint u64s of at most 10.
-pub const MAX_MESSAGE_LEN: usize = 1 + 5 + 10 * MAX_CPUS;
+/// (varints of at most 5 bytes), `MAX_CPUS` varint u64s of at most 10 and
+/// one more u64.
+pub const MAX_MESSAGE_LEN: usize = 1 + 5 + 10 * MAX_CPUS + 10;
 
 /// Everything the helper ever says. The helper sends snapshots borrowed from
 /// its own buffer; decoding always yields an owned one.
@@ -28,8 +29,13 @@ pub enum HelperMessage<'a> {
     /// CPUs, which every snapshot then describes.
     Hello { protocol: u32, ncpu: u32 },
     /// The latest kernel-entry time of every CPU, CLOCK_MONOTONIC ns, indexed
-    /// by CPU number; 0 for a CPU that has not been seen yet.
-    Snapshot { last_ns: Cow<'a, [u64]> },
+    /// by CPU number; 0 for a CPU that has not been seen yet. A quiescent CPU
+    /// is reported at the time of the read, so it shares the largest value.
+    /// `demand_ns`: when a client last blocked in a barrier wait (0: never).
+    Snapshot {
+        last_ns: Cow<'a, [u64]>,
+        demand_ns: u64,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -222,6 +228,7 @@ mod tests {
         });
         roundtrip(HelperMessage::Snapshot {
             last_ns: vec![0, 1, u64::MAX].into(),
+            demand_ns: 5,
         });
     }
 
@@ -229,6 +236,7 @@ mod tests {
     fn largest_snapshot_fits_the_cap() {
         roundtrip(HelperMessage::Snapshot {
             last_ns: vec![u64::MAX; MAX_CPUS].into(),
+            demand_ns: u64::MAX,
         });
     }
 
@@ -242,6 +250,7 @@ mod tests {
         let mut bytes = encode(
             &HelperMessage::Snapshot {
                 last_ns: vec![7].into(),
+                demand_ns: 0,
             },
             &mut buf,
         )

@@ -295,6 +295,21 @@ impl Drop for BusyCpus {
     }
 }
 
+/// Restricts the calling thread to `cpu`.
+pub fn pin_current_thread(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET stays in bounds for any
+    // cpu below CPU_SETSIZE.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set),
+            0,
+            "cannot pin to CPU {cpu}"
+        );
+    }
+}
+
 pub fn online_cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }

@@ -1,0 +1,57 @@
+//! `--prod-after`, against the real daemon: a CPU that does not enter the
+//! kernel while a client waits is made to.
+//!
+//! The daemon traces only context switches here, so a CPU that runs one busy
+//! thread looks exactly like a nohz_full CPU (its ticks go unrecorded).
+//! Without prodding, barriers then wait for whatever next switches on it:
+//! 0.3 s at the median and over 1 s at p99 on this project's machine; for
+//! ever on a real nohz_full CPU. With a 2 ms bound they take milliseconds.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use barrierd_client::Barrierd;
+use common::{Daemon, TempDir};
+
+/// 500 times the bound: a correctness limit, not a latency target.
+const LIMIT: Duration = Duration::from_secs(1);
+
+#[test]
+fn a_cpu_without_events_is_prodded_while_a_client_waits() {
+    require_privileged!();
+    let cpus = common::online_cpus();
+    assert!(cpus >= 2, "needs two online CPUs, one busy and one waiting");
+    let dir = TempDir::new("prod");
+    let path = dir.join("pub");
+    let daemon = Daemon::start(&path, &["sched/sched_switch", "--prod-after", "2"]);
+    let client = Barrierd::open(&path).unwrap();
+    assert_eq!(client.prods(), 0);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let spinner = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            common::pin_current_thread(cpus - 1);
+            while !stop.load(Ordering::Relaxed) {
+                std::hint::spin_loop();
+            }
+        })
+    };
+    common::pin_current_thread(0);
+    for i in 0..20 {
+        if let Err(e) = client.heavy_barrier(LIMIT) {
+            panic!("barrier {i}: {e} (the CPU without events was not prodded in time)");
+        }
+    }
+    let prods = client.prods();
+    stop.store(true, Ordering::Relaxed);
+    spinner.join().unwrap();
+    eprintln!("20 barriers, {prods} prods");
+    assert!(prods > 0, "barriers completed without a single prod");
+
+    let (status, stderr) = daemon.stop();
+    assert!(status.success(), "{status}\n{stderr}");
+}
