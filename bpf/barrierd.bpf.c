@@ -250,11 +250,11 @@ int on_sched_switch(__u64 *ctx)
 	 * one switch per BARRIERD_SWITCH_STORM_NS is recorded, so a CPU may be
 	 * recorded that much early. A task that wakes on a quiet CPU and
 	 * blocks again soon after (a barrier waiter) breaks no storm: both its
-	 * switches are recorded. So is any change of quiescence, a
-	 * settling switch that pays a debt, and a barrier wait. The clock that decides is free:
-	 * the scheduler stamped `next` when it picked it (rq_clock_task, which
-	 * lags real time by interrupt time: it can only make a storm look
-	 * sparser).
+	 * switches are recorded. So is any change of quiescence, a settling
+	 * switch that pays a debt, and a barrier wait. The clock that decides
+	 * is free: the scheduler stamped `next` when it picked it
+	 * (rq_clock_task, which lags real time by interrupt time: it can only
+	 * make a storm look sparser).
 	 */
 	picked_at = next->se.exec_start;
 	last = READ_ONCE(slot->last_pick);
