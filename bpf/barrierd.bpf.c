@@ -39,6 +39,7 @@ struct task_struct {
 } __attribute__((preserve_access_index));
 
 #define PF_KTHREAD 0x00200000	/* include/linux/sched.h */
+#define TASK_FREEZABLE 0x00002000	/* include/linux/sched.h */
 
 #if defined(__TARGET_ARCH_x86)
 /* A blocked task's syscall number and arguments, as it entered the kernel. */
@@ -239,9 +240,14 @@ int on_sched_switch(__u64 *ctx)
 
 	if (!slot)
 		return 0;
-	/* A client task (the CPU is not quiescent) blocking in a barrier wait. */
+	/*
+	 * A client task (the CPU is not quiescent) blocking in a barrier wait.
+	 * Futex waits sleep TASK_FREEZABLE (since Linux 6.1) and pipe reads do
+	 * not: the flag spares a pipe storm the call that finds the registers.
+	 */
 	quiescent = READ_ONCE(slot->state) & BARRIERD_QUIESCENT;
-	waiting = !preempted && prev_state && !quiescent && waits_in_shared_futex(prev);
+	waiting = !preempted && (prev_state & TASK_FREEZABLE) && !quiescent &&
+		  waits_in_shared_futex(prev);
 	/*
 	 * Skipping a switch is always safe: it is then as if it were not
 	 * traced. What it saves is the clock read, a helper call and most of
