@@ -4,7 +4,7 @@
 //! The daemon traces only context switches here, so a CPU that runs one busy
 //! thread looks exactly like a nohz_full CPU (its ticks go unrecorded).
 //! Without prodding, barriers then wait for whatever next switches on it:
-//! 0.3 s at the median and over 1 s at p99 on this project's machine; for
+//! 0.4 s at the median and 1.5 s at p99 on this project's machine; for
 //! ever on a real nohz_full CPU. With a 2 ms bound they take milliseconds.
 
 mod common;
