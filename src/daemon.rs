@@ -166,7 +166,6 @@ pub fn run(config: Config) -> Result<Stopped, DaemonError> {
         running: false,
         notifier,
         prodder,
-        prods: 0,
         prod_failed: false,
     };
     publisher.serve(socket, signals, helper)
@@ -178,8 +177,6 @@ struct Publisher {
     running: bool,
     notifier: Option<Notifier>,
     prodder: Option<Prodder>,
-    /// CPUs prodded, as published in the file.
-    prods: u64,
     /// A prod failed and was reported: later failures are not.
     prod_failed: bool,
 }
@@ -333,17 +330,17 @@ impl Publisher {
         prodder.deadline(self.state.received(), self.state.demand_ns())
     }
 
-    /// Makes the CPUs that hold the minimum back enter the kernel; BPF then
-    /// signals, and the helper's next snapshot shows them.
+    /// Makes the CPUs that lag enter the kernel; BPF then signals, and the
+    /// helper's next snapshot shows them. The file's `prods` word is the count.
     fn prod(&mut self) {
         let Some(prodder) = self.prodder.as_mut() else {
             return;
         };
         let (prodded, result) = prodder.prod(self.state.received(), monotonic_ns());
         if prodded > 0 {
-            self.prods += prodded;
-            self.file.store(word::PRODS, self.prods);
-            debug!("Prodded {prodded} CPU(s), {} in all.", self.prods);
+            let prods = self.file.load(word::PRODS) + prodded;
+            self.file.store(word::PRODS, prods);
+            debug!("Prodded {prodded} CPU(s), {prods} in all.");
         }
         if let Err(e) = result {
             if !self.prod_failed {

@@ -9,12 +9,10 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use barrierd_client::Barrierd;
-use common::{Daemon, TempDir};
+use common::{BusyCpus, Daemon, TempDir};
 
 /// 500 times the bound: a correctness limit, not a latency target.
 const LIMIT: Duration = Duration::from_secs(1);
@@ -30,22 +28,8 @@ fn a_cpu_without_events_is_prodded_while_a_client_waits() {
     let client = Barrierd::open(&path).unwrap();
     assert_eq!(client.prods(), 0);
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let spinning = Arc::new(AtomicBool::new(false));
-    let spinner = {
-        let (stop, spinning) = (stop.clone(), spinning.clone());
-        std::thread::spawn(move || {
-            common::pin_current_thread(cpus - 1);
-            spinning.store(true, Ordering::Relaxed);
-            while !stop.load(Ordering::Relaxed) {
-                std::hint::spin_loop();
-            }
-        })
-    };
+    let busy = BusyCpus::pinned_to(cpus - 1);
     common::pin_current_thread(0);
-    while !spinning.load(Ordering::Relaxed) {
-        std::thread::yield_now();
-    }
     // Anything else that runs on the spinner's CPU (a kernel worker, the
     // daemon itself) is an event there too: barriers go on until one of them
     // needed a prod.
@@ -57,8 +41,7 @@ fn a_cpu_without_events_is_prodded_while_a_client_waits() {
         barriers += 1;
     }
     let prods = client.prods();
-    stop.store(true, Ordering::Relaxed);
-    spinner.join().unwrap();
+    drop(busy);
     eprintln!("{barriers} barriers, {prods} prods");
     assert!(prods > 0, "{barriers} barriers without a single prod");
 

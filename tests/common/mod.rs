@@ -260,19 +260,36 @@ pub fn proc_status(pid: i32) -> std::collections::HashMap<String, String> {
         .collect()
 }
 
-/// Keeps every CPU busy in user mode until dropped.
+/// Keeps CPUs busy in user mode until dropped.
 pub struct BusyCpus {
     stop: Arc<std::sync::atomic::AtomicBool>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl BusyCpus {
+    /// `count` spinning threads, wherever the scheduler puts them.
     pub fn start(count: usize) -> Self {
+        Self::spawn(vec![None; count])
+    }
+
+    /// One spinning thread, on `cpu`.
+    pub fn pinned_to(cpu: usize) -> Self {
+        Self::spawn(vec![Some(cpu)])
+    }
+
+    /// Returns once every thread runs (where it is pinned).
+    fn spawn(cpus: Vec<Option<usize>>) -> Self {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let threads = (0..count)
-            .map(|_| {
-                let stop = stop.clone();
+        let (running, started) = std::sync::mpsc::channel();
+        let threads: Vec<_> = cpus
+            .into_iter()
+            .map(|cpu| {
+                let (stop, running) = (stop.clone(), running.clone());
                 std::thread::spawn(move || {
+                    if let Some(cpu) = cpu {
+                        pin_current_thread(cpu);
+                    }
+                    running.send(()).unwrap();
                     let mut x = 0u64;
                     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                         x = std::hint::black_box(
@@ -282,6 +299,9 @@ impl BusyCpus {
                 })
             })
             .collect();
+        for _ in &threads {
+            started.recv().unwrap();
+        }
         Self { stop, threads }
     }
 }
