@@ -36,10 +36,13 @@ struct task_struct {
 	int pid;
 	int tgid;
 	struct sched_entity se;
+	struct task_struct *real_parent;
 } __attribute__((preserve_access_index));
 
 #define PF_KTHREAD 0x00200000	/* include/linux/sched.h */
 #define TASK_FREEZABLE 0x00002000	/* include/linux/sched.h */
+#define PWR_EVENT_EXIT 0xffffffffU	/* include/trace/events/power.h */
+
 
 #if defined(__TARGET_ARCH_x86)
 /* A blocked task's syscall number and arguments, as it entered the kernel. */
@@ -64,12 +67,16 @@ struct pt_regs {
 
 /*
  * The latest signal, any CPU's: a storm signals at most once a jiffy, and
- * without demand at most once per BARRIERD_UNDEMANDED_NS. Written only when
- * signalling; alone on its line.
+ * without demand at most once per BARRIERD_UNDEMANDED_NS, until
+ * `spacing_ends_ns`. `deferred`: 1 once a debt was deferred for that spacing
+ * since the helper's last read, which then reads again when the spacing
+ * ends (helper/src/main.rs, `serve`). Written only when signalling or
+ * deferring; alone on its line.
  */
 struct {
 	__u64 jiffy;
-	__u64 ns;
+	__u64 spacing_ends_ns;
+	__u64 deferred;
 } last_signal __attribute__((aligned(64)));
 
 /* When a client last blocked in a barrier wait (BARRIERD_DEMAND_NS). */
@@ -148,18 +155,27 @@ signal_if_due:
 	/*
 	 * Nobody waits: the minimum only matters to clients that poll it, and
 	 * each signal costs two process wake-ups, so signals are spaced out.
-	 * The debt stays and is paid at a later event.
+	 * The debt stays, and is paid at a later event or collected by the
+	 * helper when the spacing ends, whichever comes first: a CPU that goes
+	 * idle here may have no later event. Dekker-style with the helper,
+	 * which stores `helper_sleeps` and then takes `deferred`: we store
+	 * `deferred` (fully ordered) and then load `helper_sleeps`, so either
+	 * it reads again or we signal. (Seeing `deferred` already set, we come
+	 * before the helper takes it, and its next read sees our state word.)
 	 */
 	if (!within(now, READ_ONCE(demand_ns), BARRIERD_DEMAND_NS) &&
-	    within(now, READ_ONCE(last_signal.ns), BARRIERD_UNDEMANDED_NS)) {
+	    (__s64)(READ_ONCE(last_signal.spacing_ends_ns) - now) > 0) {
 		if (!owed)
 			slot->owed = 1;
-		return was_quiescent;
+		if (!READ_ONCE(last_signal.deferred))
+			__sync_lock_test_and_set(&last_signal.deferred, 1);
+		if (!READ_ONCE(watermark.helper_sleeps))
+			return was_quiescent;
 	}
 signal:
 	slot->owed = 0;
 	last_signal.jiffy = bpf_jiffies64();
-	last_signal.ns = now;
+	last_signal.spacing_ends_ns = now + BARRIERD_UNDEMANDED_NS;
 	bpf_ringbuf_output(&wakeups, &cpu, sizeof(cpu), 0);
 	return was_quiescent;
 }
@@ -183,7 +199,11 @@ static __always_inline int runs_no_user_code(struct task_struct *task)
 	return task->pid == 0 || (task->flags & PF_KTHREAD);
 }
 
-/* barrierd's own processes run no client code either. */
+/*
+ * barrierd's own processes run no client code either. Their tgids are the
+ * kernel's own numbering (init pid namespace, as `task->tgid` is), stored by
+ * identify_daemon: the pids the daemon sees of itself are its namespace's.
+ */
 static __always_inline int is_barrierd(struct task_struct *task)
 {
 	__u64 tgid = task->tgid;
@@ -275,5 +295,55 @@ int on_sched_switch(__u64 *ctx)
 	if (record_entry(slot, cpu, next_quiescent, settling, waiting) && !next_quiescent &&
 	    READ_ONCE(watermark.arm_on_exit))
 		slot->owed = 1;
+	return 0;
+}
+
+/*
+ * The idle loop, entered (not PWR_EVENT_EXIT): the CPU runs no client code
+ * until a switch into a client task, which is traced and clears the flag.
+ * This does not rely on the switch into the idle loop having been traced:
+ * switches *out of* some tasks never reach sched_switch (see
+ * ARCHITECTURE.md, "What must be traced"), and a CPU left marked busy by one
+ * would then idle, take no tick and hold every barrier back until its next
+ * interrupt. Entering the idle loop settles the CPU: it is marked quiescent
+ * and pays what it owes.
+ */
+SEC("tp_btf/cpu_idle")
+int on_cpu_idle(__u64 *ctx)
+{
+	unsigned int state = ctx[0];
+	__u32 cpu;
+	struct barrierd_cpu_slot *slot;
+
+	if (state == PWR_EVENT_EXIT)
+		return 0;
+	slot = this_cpu_slot(&cpu);
+	if (!slot)
+		return 0;
+	/* The usual case: a traced switch already marked it and paid. */
+	if ((READ_ONCE(slot->state) & BARRIERD_QUIESCENT) && !READ_ONCE(slot->owed))
+		return 0;
+	/*
+	 * Checked, not assumed: the tracepoint is in the idle task's loop (and
+	 * an idle-injection kernel thread's), never in a client's.
+	 */
+	if (!runs_no_user_code(bpf_get_current_task_btf()))
+		return 0;
+	record_entry(slot, cpu, BARRIERD_QUIESCENT, 1, 0);
+	return 0;
+}
+
+/*
+ * Run once by the helper (BPF_PROG_RUN, before anything is attached): it and
+ * its parent, the publisher, are barrierd. The kernel's numbering of them
+ * holds in any pid namespace the daemon may run in.
+ */
+SEC("syscall")
+int identify_daemon(void *ctx)
+{
+	struct task_struct *helper = bpf_get_current_task_btf();
+
+	watermark.daemon_tgid[0] = helper->tgid;
+	watermark.daemon_tgid[1] = helper->real_parent->tgid;
 	return 0;
 }

@@ -15,7 +15,8 @@
 
 /*
  * A CPU that owes the helper a signal sends it at once when it settles
- * (switches to its idle task or a kernel thread) or when its events are
+ * (switches to its idle task or a kernel thread, or enters the idle loop)
+ * or when its events are
  * sparse (its previous one is at least this old: ticks are >= 1 ms apart at
  * HZ <= 1000); under a storm of events, at its first one in a later jiffy
  * than the latest signal. That bounds the helper's wake-ups to about HZ per
@@ -97,9 +98,17 @@ struct barrierd_watermark {
 	 * then holds the minimum).
 	 */
 	__u64 arm_on_exit;
-	/* The helper's and the publisher's tgids: their tasks are quiescent. */
+	/*
+	 * The helper's and the publisher's tgids in the init pid namespace
+	 * (written by BPF itself, identify_daemon): their tasks are quiescent.
+	 */
 	__u64 daemon_tgid[2];
-	__u64 pad[4];
+	/*
+	 * 1 while the helper sleeps with no deadline (bpf/barrierd.bpf.c,
+	 * `deferred`): a debt may not be deferred then.
+	 */
+	__u64 helper_sleeps;
+	__u64 pad[3];
 } __attribute__((aligned(64)));
 
 #endif

@@ -25,6 +25,7 @@ use barrierd_privsep::ipc::{HelperEnd, HelperMessage, IpcError, MAX_CPUS, PROTOC
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{RingBuffer, RingBufferBuilder};
 
+use crate::policy::Wake;
 use crate::timestamps::Timestamps;
 
 /// Where `barrierd` puts the helper's end of the socketpair.
@@ -107,21 +108,27 @@ fn run() -> Result<Infallible, Error> {
         .open(&mut storage)
         .map_err(bpf("opening the BPF object"))?;
     let mut skel = open.load().map_err(bpf("loading the BPF program"))?;
+    // BPF learns our tasks' tgids itself: the pids we see of ourselves are
+    // our pid namespace's, and sched_switch sees the kernel's.
+    skel.progs
+        .identify_daemon
+        .test_run(libbpf_rs::ProgramInput::default())
+        .map_err(bpf("telling BPF which tasks are barrierd's"))?;
     let bss = skel.maps.bss_data.take().ok_or(Error::BssNotMapped)?;
     let timestamps = Timestamps::new(bss, ncpu);
-    let online = barrierd_privsep::cpus::online_cpus().map_err(Error::PossibleCpus)?;
-    timestamps.init(
-        (0..ncpu).filter(|cpu| !online.contains(cpu)),
-        [std::process::id(), policy::parent_pid()],
-    );
     // Quiescence tracking is always on, and it already records every context
     // switch: attaching the generic program to sched_switch too would only
     // run twice per switch.
-    let mut links = vec![skel
-        .progs
-        .on_sched_switch
-        .attach()
-        .map_err(bpf("attaching quiescence tracking to sched_switch"))?];
+    let mut links = vec![
+        skel.progs
+            .on_sched_switch
+            .attach()
+            .map_err(bpf("attaching quiescence tracking to sched_switch"))?,
+        skel.progs
+            .on_cpu_idle
+            .attach()
+            .map_err(bpf("attaching quiescence tracking to cpu_idle"))?,
+    ];
     for name in tracepoints.iter().filter(|name| *name != "sched_switch") {
         links.push(
             skel.progs
@@ -130,9 +137,14 @@ fn run() -> Result<Infallible, Error> {
                 .map_err(bpf(format!("attaching to raw tracepoint {name:?}")))?,
         );
     }
-    // A CPU idle since before we attached would hold the minimum at 0 until
-    // its next interrupt: running on each one once makes it switch (and
+    // Read only now that every switch is traced: a CPU that comes online
+    // later starts in its idle task, and its first switch to a client is
+    // seen. Offline CPUs would hold the minimum at 0 for ever, and a CPU idle
+    // since before we attached until its next interrupt: the first start
+    // quiescent, and running on each of the others once makes it switch (and
     // record whether it is quiescent) now.
+    let online = barrierd_privsep::cpus::online_cpus().map_err(Error::PossibleCpus)?;
+    timestamps.mark_offline((0..ncpu).filter(|cpu| !online.contains(cpu)));
     policy::visit(&online).map_err(Error::Visit)?;
     let mut ring = RingBufferBuilder::new();
     ring.add(&skel.maps.wakeups, |_| 0)
@@ -183,9 +195,27 @@ fn serve(
             }
             Err(e) => break Error::Send(e),
         }
-        match policy::wait(epoll, SOCKET_FD) {
-            Ok(true) => policy::exit_now(0),
-            Ok(false) => {}
+        // While BPF may defer a debt, sleep no later than the end of that
+        // spacing, and read again then if it did: a CPU that went idle owing
+        // may have no later event of its own.
+        let woke = loop {
+            let now = timestamps::monotonic_ns();
+            let ends = timestamps.spacing_ends_ns();
+            let deadline = if now < ends {
+                Some(ends - now)
+            } else if timestamps.may_sleep_without_deadline() {
+                None
+            } else {
+                break Ok(Wake::Event);
+            };
+            match policy::wait(epoll, SOCKET_FD, deadline) {
+                Ok(Wake::Timeout) => continue,
+                other => break other,
+            }
+        };
+        match woke {
+            Ok(Wake::Hangup) => policy::exit_now(0),
+            Ok(_) => {}
             Err(e) => break Error::Epoll(e),
         }
         // Only advances the consumer position (plain memory, no syscall), so

@@ -85,8 +85,21 @@ pub fn epoll_with(readable: RawFd, hangup: RawFd) -> io::Result<OwnedFd> {
     Ok(epoll)
 }
 
-/// Sleeps until an event; true when the socket reported a hang-up or error.
-pub fn wait(epoll: BorrowedFd<'_>, socket: RawFd) -> io::Result<bool> {
+pub enum Wake {
+    /// The socket reported a hang-up or an error: the publisher is gone.
+    Hangup,
+    /// BPF signalled.
+    Event,
+    /// `timeout_ns` passed first.
+    Timeout,
+}
+
+/// Sleeps until an event, or for at most `timeout_ns` (rounded up to whole
+/// milliseconds, so never short of it).
+pub fn wait(epoll: BorrowedFd<'_>, socket: RawFd, timeout_ns: Option<u64>) -> io::Result<Wake> {
+    let timeout_ms = timeout_ns.map_or(-1, |ns| {
+        i32::try_from(ns.div_ceil(1_000_000)).unwrap_or(i32::MAX)
+    });
     let mut events = [libc::epoll_event { events: 0, u64: 0 }; 2];
     loop {
         // SAFETY: `events` is valid for writes of its length.
@@ -95,11 +108,15 @@ pub fn wait(epoll: BorrowedFd<'_>, socket: RawFd) -> io::Result<bool> {
                 epoll.as_raw_fd(),
                 events.as_mut_ptr(),
                 events.len() as i32,
-                -1,
+                timeout_ms,
             )
         };
-        if n >= 0 {
-            return Ok(events[..n as usize].iter().any(|e| e.u64 == socket as u64));
+        if n > 0 {
+            let hangup = events[..n as usize].iter().any(|e| e.u64 == socket as u64);
+            return Ok(if hangup { Wake::Hangup } else { Wake::Event });
+        }
+        if n == 0 {
+            return Ok(Wake::Timeout);
         }
         let error = io::Error::last_os_error();
         if error.kind() != io::ErrorKind::Interrupted {
@@ -135,7 +152,13 @@ pub fn visit(cpus: &[usize]) -> io::Result<()> {
         // SAFETY: `one` is a valid cpu_set_t of `size` bytes. On return we
         // run on `cpu`.
         if unsafe { libc::sched_setaffinity(0, size, &one) } != 0 {
-            return Err(io::Error::last_os_error());
+            let error = io::Error::last_os_error();
+            // EINVAL: the CPU went offline since the list was read (its
+            // switch to idle was traced), or our cpuset excludes it (it is
+            // recorded at its next event).
+            if error.raw_os_error() != Some(libc::EINVAL) {
+                return Err(error);
+            }
         }
     }
     // SAFETY: restoring the set read above.
@@ -143,12 +166,6 @@ pub fn visit(cpus: &[usize]) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
-}
-
-/// The publisher: barrierd started us, and PR_SET_PDEATHSIG ties us to it.
-pub fn parent_pid() -> u32 {
-    // SAFETY: getppid cannot fail.
-    unsafe { libc::getppid() as u32 }
 }
 
 #[cfg(test)]

@@ -62,22 +62,50 @@ impl<'bss> Timestamps<'bss> {
             AtomicU64::from_ptr(match field {
                 WatermarkField::Ns => addr_of_mut!((*watermark).ns),
                 WatermarkField::ArmOnExit => addr_of_mut!((*watermark).arm_on_exit),
-                WatermarkField::DaemonTgid(i) => addr_of_mut!((*watermark).daemon_tgid[i]),
+                WatermarkField::HelperSleeps => addr_of_mut!((*watermark).helper_sleeps),
             })
         }
     }
 
-    /// Before the programs are attached: `offline` CPUs quiescent (a CPU
-    /// coming online starts in its idle task and clears the flag when it
-    /// first switches to a client), and the daemon's own processes known to
-    /// BPF as quiescent.
-    pub fn init(&self, offline: impl Iterator<Item = usize>, daemon_tgids: [u32; 2]) {
+    /// BPF's `last_signal.deferred`: a debt was deferred since our last read.
+    fn deferred(&self) -> &AtomicU64 {
+        // SAFETY: as in `state`; BPF stores it with a fully ordered exchange.
+        unsafe { AtomicU64::from_ptr(addr_of_mut!((*self.bss).last_signal.deferred)) }
+    }
+
+    /// When the spacing of undemanded signals ends: until then BPF may defer
+    /// a debt (bpf/barrierd.bpf.c, `signal_if_due`), after it no more.
+    pub fn spacing_ends_ns(&self) -> u64 {
+        // SAFETY: as in `state`; BPF stores it with single aligned 8-byte
+        // stores.
+        unsafe { AtomicU64::from_ptr(addr_of_mut!((*self.bss).last_signal.spacing_ends_ns)) }
+            .load(Ordering::Relaxed)
+    }
+
+    /// Called once the spacing has ended, before sleeping with no deadline:
+    /// false if a debt was deferred since the last read (read again first).
+    /// Dekker-style with BPF: we store `helper_sleeps`, fence, take
+    /// `deferred`; it stores `deferred`, then loads `helper_sleeps` and
+    /// signals if it is set. So no deferred debt is left uncollected.
+    pub fn may_sleep_without_deadline(&self) -> bool {
+        self.watermark(WatermarkField::HelperSleeps)
+            .store(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        self.deferred().swap(0, Ordering::SeqCst) == 0
+    }
+
+    /// Once the programs are attached: CPUs that were `offline` when the
+    /// online list was read start quiescent (one coming online starts in its
+    /// idle task, and its first switch to a client task clears the flag),
+    /// unless BPF already recorded an event there. Such a CPU came online
+    /// since, and its state word is BPF's: a compare-exchange from "never
+    /// seen", not a store over it.
+    pub fn mark_offline(&self, offline: impl Iterator<Item = usize>) {
         for cpu in offline {
-            self.state(cpu).store(QUIESCENT, Ordering::SeqCst);
-        }
-        for (i, tgid) in daemon_tgids.into_iter().enumerate() {
-            self.watermark(WatermarkField::DaemonTgid(i))
-                .store(tgid.into(), Ordering::SeqCst);
+            // Failure means BPF got there first, which is the point.
+            let _ =
+                self.state(cpu)
+                    .compare_exchange(0, QUIESCENT, Ordering::SeqCst, Ordering::SeqCst);
         }
     }
 
@@ -123,6 +151,10 @@ impl<'bss> Timestamps<'bss> {
     /// context-switch storm this still costs one pass per wake-up.
     pub fn settle(&self, out: &mut Vec<u64>) {
         out.resize(self.ncpu, 0);
+        // Awake: BPF may defer again. What it deferred so far, this reads.
+        self.watermark(WatermarkField::HelperSleeps)
+            .store(0, Ordering::SeqCst);
+        self.deferred().store(0, Ordering::SeqCst);
         self.watermark(WatermarkField::Ns)
             .store(u64::MAX, Ordering::SeqCst);
         self.watermark(WatermarkField::ArmOnExit)
@@ -141,10 +173,10 @@ impl<'bss> Timestamps<'bss> {
 enum WatermarkField {
     Ns,
     ArmOnExit,
-    DaemonTgid(usize),
+    HelperSleeps,
 }
 
-fn monotonic_ns() -> u64 {
+pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -154,4 +186,24 @@ fn monotonic_ns() -> u64 {
     // fallback).
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marking_offline_cpus_never_overwrites_what_bpf_recorded() {
+        // SAFETY: .bss is plain integers, for which all-zero is valid (and is
+        // what the kernel maps before BPF runs).
+        let mut bss: Box<types::bss> = unsafe { Box::new_zeroed().assume_init() };
+        // CPU 1 came online after the list was read and switched to a client
+        // task at 1000: busy.
+        bss.slots[1].state = 1000;
+        let timestamps = Timestamps::new(&mut bss, 3);
+        timestamps.mark_offline([1, 2].into_iter());
+        assert_eq!(timestamps.state(1).load(Ordering::SeqCst), 1000);
+        assert_eq!(timestamps.state(2).load(Ordering::SeqCst), QUIESCENT);
+        assert_eq!(timestamps.state(0).load(Ordering::SeqCst), 0);
+    }
 }
