@@ -14,6 +14,15 @@ use crate::skel::types;
 /// bpf/barrierd_shared.h: BARRIERD_QUIESCENT, bit 0 of a slot's state.
 const QUIESCENT: u64 = 1;
 
+/// Subtracted from BPF's timestamps before they are sent: BPF reads the
+/// kernel's NMI-safe accessor (bpf_ktime_get_ns), clients the vDSO, and a
+/// stamp must not exceed a client's T read before the event. Both read the
+/// same TSC with the same timekeeper, but the fast accessor may lag an
+/// update by a few ns; `clock-order` (bench) finds no inversion here and
+/// bounds how far the BPF clock can lead by ~200 ns (the hand-over time).
+/// Costs a barrier at most this much more wait.
+const CLOCK_MARGIN_NS: u64 = 1_000;
+
 // Compiles only if the protocol's CPU cap and BARRIERD_MAX_CPUS agree.
 const _: fn(&types::bss) -> &[types::barrierd_cpu_slot; MAX_CPUS] = |bss| &bss.slots;
 
@@ -110,7 +119,8 @@ impl<'bss> Timestamps<'bss> {
     }
 
     /// Reads every CPU into `out`, which holds the previous values: each
-    /// entry only ever grows. A quiescent CPU counts as up to date at `now`,
+    /// entry only ever grows. A busy CPU counts as up to date at its latest
+    /// event less [`CLOCK_MARGIN_NS`]. A quiescent CPU counts as up to date at `now`,
     /// the clock read *before* its flag: if the flag is still set after the
     /// fence, the CPU has run no client code since before `now`, and leaving
     /// quiescence (a fully ordered exchange) precedes any client code it runs.
@@ -129,7 +139,7 @@ impl<'bss> Timestamps<'bss> {
                 now
             } else {
                 busy_min = Some(busy_min.map_or(last_ns, |min: u64| min.min(last_ns)));
-                last_ns
+                last_ns.saturating_sub(CLOCK_MARGIN_NS)
             };
             *entry = (*entry).max(value);
         }
