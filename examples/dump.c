@@ -45,6 +45,8 @@ int main(int argc, char **argv)
 	print("state", &data->state);
 	print("generation", &data->generation);
 	print("daemon_pid", &data->daemon_pid);
+	print("boot_id[0]", &data->boot_id[0]);
+	print("boot_id[1]", &data->boot_id[1]);
 	ncpu = barrierd_load(&data->ncpu);
 	for (cpu = 0; cpu < ncpu; cpu++) {
 		printf("per_cpu[%" PRIu64 "].last_interrupt_ns %" PRIu64 "\n", cpu,

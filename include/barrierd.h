@@ -14,6 +14,13 @@
  * last_interrupt_ns > T: every CPU has entered the kernel after T. See
  * ARCHITECTURE.md for what that guarantees.
  *
+ * The times are meaningful only during the boot recorded in boot_id: the
+ * 16 bytes of the UUID in /proc/sys/kernel/random/boot_id, boot_id[0] its
+ * first 8 and boot_id[1] its last 8, each read as a native uint64_t. A file
+ * of another boot (or all zero: written by a daemon that did not record
+ * boots) was left behind, by a crash perhaps, and no daemon has started on
+ * it since: its words, state included, say nothing about this boot.
+ *
  * Wait by FUTEX_WAIT (shared) on the word, as barrierd_wait does: that
  * is how the daemon knows someone waits, and publishes promptly. While no
  * client waits, the words advance only about every 200 ms.
@@ -47,7 +54,8 @@ struct barrierd_mapped_data {
 	uint64_t generation;		/* incremented at each daemon start */
 	uint64_t daemon_pid;		/* publisher's pid, informational */
 	uint64_t prods;			/* CPUs prodded (--prod-after) since start, informational */
-	uint64_t reserved[6];		/* zero */
+	uint64_t boot_id[2];		/* the boot the daemon last started in (above) */
+	uint64_t reserved[4];		/* zero */
 	struct barrierd_per_cpu per_cpu[];	/* at byte 128 */
 };
 
@@ -62,7 +70,10 @@ struct barrierd_mapped_data {
  * to STOPPED and wakes every futex word; SIGKILL leaves state RUNNING but
  * the kernel drops the lock, which F_OFD_GETLK (from a read-only
  * descriptor, taking nothing) reveals. Waits probe the lock once per slice
- * of BARRIERD_PROBE_NS, never on the fast path.
+ * of BARRIERD_PROBE_NS, never on the fast path. barrierd_open reads this
+ * boot's id once; a file whose boot_id differs is not running, whatever its
+ * state and lock say, and every check of a wait compares it (two loads)
+ * before trusting the word waited on.
  */
 #ifndef BARRIERD_NO_HELPERS
 
@@ -83,6 +94,8 @@ struct barrierd_mapped_data {
 /* Longest futex sleep between re-checks (lost wake-ups, dead daemon). */
 #define BARRIERD_PROBE_NS 100000000ULL
 
+#define BARRIERD_BOOT_ID_PATH "/proc/sys/kernel/random/boot_id"
+
 enum barrierd_status {
 	BARRIERD_OK = 0,
 	BARRIERD_ERR_SYSTEM = -1,	/* see errno */
@@ -90,12 +103,14 @@ enum barrierd_status {
 	BARRIERD_ERR_VERSION = -3,	/* other format_version */
 	BARRIERD_ERR_NOT_RUNNING = -4,	/* no daemon publishes to the file */
 	BARRIERD_ERR_TIMEOUT = -5,
+	BARRIERD_ERR_BOOT_ID = -6,	/* BARRIERD_BOOT_ID_PATH unreadable */
 };
 
 struct barrierd_client {
 	const struct barrierd_mapped_data *data;
 	size_t size;
 	int fd;
+	uint64_t boot_id[2];	/* this boot's, read by barrierd_open */
 };
 
 static inline const char *barrierd_strerror(int status)
@@ -107,6 +122,8 @@ static inline const char *barrierd_strerror(int status)
 	case BARRIERD_ERR_VERSION: return "barrierd file of another format version";
 	case BARRIERD_ERR_NOT_RUNNING: return "daemon not running: start barrierd PATH as root";
 	case BARRIERD_ERR_TIMEOUT: return "timed out with the daemon running: retry, or raise the timeout";
+	case BARRIERD_ERR_BOOT_ID: return "cannot read this boot's id from " BARRIERD_BOOT_ID_PATH
+		", which tells this boot's file from a stale one: run with /proc mounted";
 	default: return "unknown barrierd status";
 	}
 }
@@ -125,11 +142,81 @@ static inline uint64_t barrierd_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
-/* 1 if a daemon publishes to the file: state RUNNING and its lock held. */
+/*
+ * Reads this boot's id as the daemon stores it (see boot_id above). 0, or
+ * -1 with errno set (EINVAL if the file holds no boot id).
+ */
+static inline int barrierd_read_boot_id(uint64_t boot_id[2])
+{
+	unsigned char bytes[16] = { 0 };
+	char text[64];
+	ssize_t len, i;
+	int digits = 0, fd, saved_errno;
+
+	fd = open(BARRIERD_BOOT_ID_PATH, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	len = read(fd, text, sizeof(text));
+	saved_errno = errno;
+	close(fd);
+	errno = saved_errno;
+	if (len < 0)
+		return -1;
+	if (len > 0 && text[len - 1] == '\n')
+		len--;
+	/* As the Rust client parses it: hex digits, dashes anywhere. */
+	for (i = 0; i < len; i++) {
+		char ch = text[i];
+		int digit;
+
+		if (ch == '-')
+			continue;
+		if (ch >= '0' && ch <= '9')
+			digit = ch - '0';
+		else if (ch >= 'a' && ch <= 'f')
+			digit = ch - 'a' + 10;
+		else if (ch >= 'A' && ch <= 'F')
+			digit = ch - 'A' + 10;
+		else
+			goto invalid;
+		if (digits == 32)
+			goto invalid;
+		bytes[digits / 2] = (unsigned char)((bytes[digits / 2] << 4) | digit);
+		digits++;
+	}
+	if (digits != 32)
+		goto invalid;
+	memcpy(&boot_id[0], bytes, 8);
+	memcpy(&boot_id[1], bytes + 8, 8);
+	if (boot_id[0] == 0 && boot_id[1] == 0)
+		goto invalid;
+	return 0;
+invalid:
+	errno = EINVAL;
+	return -1;
+}
+
+/* 1 if the file was written during the boot barrierd_open read. */
+static inline int barrierd_same_boot(const struct barrierd_client *c)
+{
+	/*
+	 * A daemon adopting another boot's file resets it before storing
+	 * this boot's id: the loads that follow see the reset or newer.
+	 */
+	return barrierd_load(&c->data->boot_id[0]) == c->boot_id[0] &&
+	       barrierd_load(&c->data->boot_id[1]) == c->boot_id[1];
+}
+
+/*
+ * 1 if a daemon publishes to the file: written during this boot, state
+ * RUNNING and its lock held.
+ */
 static inline int barrierd_running(const struct barrierd_client *c)
 {
 	struct flock lock;
 
+	if (!barrierd_same_boot(c))
+		return 0;
 	if (barrierd_load(&c->data->state) != BARRIERD_STATE_RUNNING)
 		return 0;
 	memset(&lock, 0, sizeof(lock));	/* F_OFD_GETLK requires l_pid == 0 */
@@ -149,7 +236,10 @@ static inline void barrierd_close(struct barrierd_client *c)
 	c->fd = -1;
 }
 
-/* Maps PATH read-only, validates it and checks that a daemon runs. */
+/*
+ * Maps PATH read-only, validates it, reads this boot's id and checks that a
+ * daemon runs (on a file of this boot).
+ */
 static inline int barrierd_open(struct barrierd_client *c, const char *path)
 {
 	struct stat st;
@@ -185,6 +275,9 @@ static inline int barrierd_open(struct barrierd_client *c, const char *path)
 	ncpu = barrierd_load(&c->data->ncpu);
 	if (ncpu == 0 || ncpu > (c->size - sizeof(*c->data)) / sizeof(c->data->per_cpu[0]))
 		goto fail;
+	status = BARRIERD_ERR_BOOT_ID;
+	if (barrierd_read_boot_id(c->boot_id) != 0)
+		goto fail;
 	status = BARRIERD_ERR_NOT_RUNNING;
 	if (!barrierd_running(c))
 		goto fail;
@@ -201,7 +294,8 @@ fail:
  * &c->data->last_interrupt_ns) exceeds target. Sleeps on its low 32-bit
  * half in slices of at most BARRIERD_PROBE_NS: a change by a multiple of
  * 2^32 between the load and the sleep is invisible to the futex, and a dead
- * daemon wakes nobody.
+ * daemon wakes nobody. BARRIERD_ERR_NOT_RUNNING at once for a file of
+ * another boot, even if *word is past target.
  */
 static inline int barrierd_wait(const struct barrierd_client *c, const uint64_t *word,
 				uint64_t target, uint64_t timeout_ns)
@@ -213,9 +307,13 @@ static inline int barrierd_wait(const struct barrierd_client *c, const uint64_t 
 		(__BYTE_ORDER__ == __ORDER_BIG_ENDIAN__);
 
 	for (;;) {
-		uint64_t value = barrierd_load(word), slice;
+		uint64_t value, slice;
 		struct timespec ts;
 
+		/* Before the value: another boot's times are another clock's. */
+		if (!barrierd_same_boot(c))
+			return BARRIERD_ERR_NOT_RUNNING;
+		value = barrierd_load(word);
 		if (value > target)
 			return BARRIERD_OK;
 		if (barrierd_load(&c->data->state) != BARRIERD_STATE_RUNNING)
@@ -234,6 +332,20 @@ static inline int barrierd_wait(const struct barrierd_client *c, const uint64_t 
 		/* Shared (not FUTEX_PRIVATE_FLAG): the waker is the daemon. */
 		syscall(SYS_futex, half, FUTEX_WAIT, (uint32_t)value, &ts, NULL, 0);
 	}
+}
+
+/*
+ * The start point of a barrier in vtime, as T is in CLOCK_MONOTONIC time: a
+ * full fence (this thread's earlier stores are globally visible before the
+ * load), then a load of vtime. Once barrierd_wait on
+ * &c->data->last_interrupt_vtime passes it (followed by an acquire fence),
+ * every CPU has entered the kernel after this call, with the guarantees of
+ * barrierd_heavy_barrier.
+ */
+static inline uint64_t barrierd_begin_vtime(const struct barrierd_client *c)
+{
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	return barrierd_load(&c->data->vtime);
 }
 
 /*

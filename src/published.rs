@@ -13,7 +13,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use barrierd_client::layout::{self, word};
+use barrierd_client::layout::{self, word, BootId};
 use barrierd_client::monotonic_ns;
 use memmap2::MmapRaw;
 use nix::fcntl::{self, OFlag};
@@ -44,6 +44,8 @@ pub enum FileError {
     },
     #[error("another barrierd holds {0}; stop it first (only one daemon may publish to a path)")]
     Locked(PathBuf),
+    #[error("cannot read this boot's id from {proc} ({0}); it ties the file to this boot, so that clients do not trust a file of another one: start barrierd with /proc mounted", proc = BootId::PATH)]
+    BootId(#[source] io::Error),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -70,7 +72,7 @@ pub struct PublishedFile {
     map: MmapRaw,
     ncpu: usize,
     /// Holds the liveness lock (an OFD read lock) while the daemon lives.
-    _file: File,
+    file: File,
     /// Holds the exclusive flock on PATH.lock while the daemon lives.
     _lock: File,
 }
@@ -80,13 +82,17 @@ pub struct Previous {
     pub per_cpu: Vec<CpuWords>,
     pub vtime: u64,
     pub generation: u64,
+    /// The boot whose clock `per_cpu` is in.
+    pub boot: BootId,
 }
 
 impl PublishedFile {
     /// Takes `PATH.lock`, then opens (creating it 0644 if absent), validates,
-    /// sizes and maps `path` for `ncpu` CPUs. A foreign or other-version file is
+    /// sizes and maps `path` for `ncpu` CPUs, adopts it for this boot, and
+    /// only then takes the liveness lock. A foreign or other-version file is
     /// left untouched unless `force`.
     pub fn open(path: &Path, ncpu: usize, force: bool) -> Result<(Self, Previous), FileError> {
+        let boot = BootId::current().map_err(FileError::BootId)?;
         let (dir, name) = open_directory(path)?;
         let lock_path = lock_path(path);
         let lock = open_regular(&dir, &lock_name(&name), &lock_path, 0o600)?;
@@ -107,14 +113,17 @@ impl PublishedFile {
             file.set_len(needed).map_err(io_error(path))?;
         }
         let map = MmapRaw::map_raw(&file).map_err(io_error(path))?;
-        set_liveness_lock(&file).map_err(io_error(path))?;
         let published = Self {
             map,
             ncpu,
-            _file: file,
+            file,
             _lock: lock,
         };
-        let previous = published.adopt(previous.filter(|p| p.per_cpu.len() == ncpu));
+        let previous = published.adopt(previous, boot);
+        // Not before: a client that sees the lock trusts the words, and an
+        // adopted file may have held a crashed daemon's RUNNING over another
+        // boot's times until `adopt`.
+        set_liveness_lock(&published.file).map_err(io_error(path))?;
         Ok((published, previous))
     }
 
@@ -155,22 +164,35 @@ impl PublishedFile {
         self.ncpu
     }
 
-    /// Writes the header for this daemon and returns where it continues from.
-    /// Words from an earlier boot (later than now) or another CPU count are
-    /// reset: no client can have kept such a file mapped.
-    fn adopt(&self, previous: Option<Previous>) -> Previous {
+    /// Marks the file stopped, writes the header for this daemon in `boot`,
+    /// and returns where it continues from. The per-CPU words and vtime are
+    /// kept only if the file is of this boot, has this CPU count and no word
+    /// later than now; otherwise they are reset, and only the generation
+    /// count goes on. Another boot's times are another clock's, whatever
+    /// their values; clients of this boot saw such a file as
+    /// [`barrierd_client::Liveness::OtherBoot`] and trusted none of its
+    /// words, so none of them sees time go backwards.
+    fn adopt(&self, previous: Option<Previous>, boot: BootId) -> Previous {
+        self.store(word::STATE, layout::STATE_STOPPED);
         let now = monotonic_ns();
+        let generation = previous.as_ref().map_or(0, |p| p.generation);
         let previous = previous
+            .filter(|p| p.boot == boot && p.per_cpu.len() == self.ncpu)
             .filter(|p| p.per_cpu.iter().all(|w| w.ns <= now))
             .unwrap_or_else(|| {
                 self.zero();
                 Previous {
                     per_cpu: vec![CpuWords::default(); self.ncpu],
                     vtime: 0,
-                    generation: 0,
+                    generation,
+                    boot,
                 }
             });
-        self.store(word::STATE, layout::STATE_STOPPED);
+        // After the reset: a client that sees this boot's id sees the words
+        // it may trust.
+        let [first, last] = boot.words();
+        self.store(word::BOOT_ID_0, first);
+        self.store(word::BOOT_ID_1, last);
         self.store(word::NCPU, self.ncpu as u64);
         self.store(word::FORMAT_VERSION, layout::FORMAT_VERSION);
         self.store(word::MAGIC, layout::MAGIC);
@@ -351,6 +373,7 @@ fn check_header(
         per_cpu,
         vtime: header[word::VTIME],
         generation: header[word::GENERATION],
+        boot: BootId::from_words([header[word::BOOT_ID_0], header[word::BOOT_ID_1]]),
     }))
 }
 

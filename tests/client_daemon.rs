@@ -96,15 +96,19 @@ fn after_a_barrier_every_cpu_is_past_it() {
 }
 
 #[test]
-fn vtime_waits_complete() {
+fn vtime_waits_complete_from_begin_vtime() {
     require_privileged!();
     let dir = TempDir::new("client-vtime");
     let _daemon = Daemon::start(&dir.join("pub"), &[]);
     let bd = Barrierd::open(dir.join("pub")).unwrap();
+    let mut previous = 0;
     for _ in 0..10 {
-        let v = bd.vtime();
+        let v = bd.begin_vtime();
+        assert!(v >= previous, "vtime went back from {previous} to {v}");
         let seen = bd.wait_vtime(v, BARRIER_TIMEOUT).unwrap();
         assert!(seen > v && bd.passed_vtime(v));
+        assert!(bd.vtime() > v);
+        previous = v;
         for cpu in 0..bd.ncpu() {
             assert!(bd.cpu_last_interrupt_vtime(cpu).unwrap() > v);
         }
@@ -267,10 +271,16 @@ fn c_reads_what_rust_reads_from_the_live_daemon() {
         ("state", barrierd_client::layout::STATE_RUNNING),
         ("generation", bd.generation()),
         ("daemon_pid", bd.daemon_pid()),
+        ("boot_id[0]", bd.boot_id().words()[0]),
+        ("boot_id[1]", bd.boot_id().words()[1]),
     ] {
         assert_eq!(c.remove(name), Some(rust), "{name}");
     }
     assert_eq!(bd.daemon_pid(), u64::from(daemon.child.id()));
+    assert_eq!(
+        bd.boot_id(),
+        barrierd_client::layout::BootId::current().unwrap()
+    );
     // ...and the others, which only grow, are between two Rust reads.
     assert_eq!(
         c.keys().collect::<Vec<_>>(),
@@ -316,6 +326,43 @@ fn rust_wait_example_succeeds_fails_or_falls_back() {
         stderr.contains("daemon not running (stopped); falling back to membarrier"),
         "{stderr}"
     );
+}
+
+/// `program ARGS...` in a mount namespace where this boot's id cannot be
+/// read: an empty tmpfs hides /proc/sys/kernel/random.
+fn without_boot_id(program: &Path) -> Command {
+    let mut command = Command::new("unshare");
+    command
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg("mount -t tmpfs none /proc/sys/kernel/random && exec \"$0\" \"$@\"")
+        .arg(program);
+    command
+}
+
+#[test]
+fn clients_that_cannot_read_the_boot_id_say_so() {
+    require_privileged!();
+    let dir = TempDir::new("client-no-boot-id");
+    let client = compile_c_example("client", &dir);
+    let path = dir.join("pub");
+    let _daemon = Daemon::start(&path, &[]);
+    let needle = "cannot read this boot's id from /proc/sys/kernel/random/boot_id";
+
+    let (output, _, stderr) = run(without_boot_id(&client).arg(&path).arg("1"));
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr.contains(needle), "{stderr}");
+    let (output, _, stderr) = run(without_boot_id(&wait_example()).arg(&path));
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr.contains(needle), "{stderr}");
+    let (output, stdout, stderr) = run(without_boot_id(&wait_example()).arg(&path).args([
+        "--iterations",
+        "1",
+        "--fallback",
+        "membarrier",
+    ]));
+    assert!(output.status.success());
+    assert!(stderr.contains(needle), "{stderr}");
+    assert!(stdout.contains("1 through membarrier"), "{stdout}");
 }
 
 #[test]

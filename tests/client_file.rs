@@ -6,13 +6,14 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
 use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use barrierd_client::layout::{self, word};
+use barrierd_client::layout::{self, word, BootId};
 use barrierd_client::{
     Barrier, BarrierError, Barrierd, Fallback, Liveness, OpenError, Via, WaitError, Why,
 };
@@ -55,7 +56,8 @@ struct FakeDaemon {
 }
 
 impl FakeDaemon {
-    /// A running daemon's file with distinct, recognisable words.
+    /// A running daemon's file with distinct, recognisable words, written
+    /// during this boot.
     fn running(path: &Path, ncpu: u64) -> FakeDaemon {
         let mut words = vec![0u64; 4096 / 8];
         words[word::NCPU] = ncpu;
@@ -66,6 +68,7 @@ impl FakeDaemon {
         words[word::STATE] = layout::STATE_RUNNING;
         words[word::GENERATION] = 7;
         words[word::DAEMON_PID] = 4242;
+        [words[word::BOOT_ID_0], words[word::BOOT_ID_1]] = BootId::current().unwrap().words();
         for cpu in 0..ncpu as usize {
             words[layout::cpu_ns_word(cpu)] = 5_000_000_000 + 1_000 * cpu as u64;
             words[layout::cpu_vtime_word(cpu)] = 990 + cpu as u64;
@@ -81,6 +84,27 @@ impl FakeDaemon {
         };
         fake.lock();
         fake
+    }
+
+    /// What a crash during another boot leaves behind: still RUNNING, every
+    /// time far ahead of this boot's clock, and `boot` in its boot id words.
+    /// Its lock is held, so that only the boot id tells.
+    fn previous_boot(path: &Path, boot: BootId) -> FakeDaemon {
+        let fake = FakeDaemon::running(path, 2);
+        fake.set(word::LAST_INTERRUPT_NS, u64::MAX - 10);
+        fake.set(word::LAST_INTERRUPT_VTIME, u64::MAX - 10);
+        for cpu in 0..2 {
+            fake.set(layout::cpu_ns_word(cpu), u64::MAX - 10 + cpu as u64);
+            fake.set(layout::cpu_vtime_word(cpu), u64::MAX - 10);
+        }
+        fake.set_boot(boot);
+        fake
+    }
+
+    fn set_boot(&self, boot: BootId) {
+        let [first, last] = boot.words();
+        self.set(word::BOOT_ID_0, first);
+        self.set(word::BOOT_ID_1, last);
     }
 
     fn set(&self, index: usize, value: u64) {
@@ -135,11 +159,12 @@ int main(void)
 	HEADER(ncpu); HEADER(vtime); HEADER(last_interrupt_ns);
 	HEADER(last_interrupt_vtime); HEADER(magic); HEADER(format_version);
 	HEADER(state); HEADER(generation); HEADER(daemon_pid); HEADER(prods);
-	HEADER(reserved);
+	HEADER(boot_id); HEADER(reserved);
 	HEADER(per_cpu);
 	PER_CPU(last_interrupt_ns); PER_CPU(last_interrupt_vtime);
 	printf("sizeof_header %zu\n", sizeof(struct barrierd_mapped_data));
 	printf("sizeof_per_cpu %zu\n", sizeof(struct barrierd_per_cpu));
+	printf("sizeof_boot_id %zu\n", sizeof(((struct barrierd_mapped_data *)0)->boot_id));
 	printf("sizeof_reserved %zu\n", sizeof(((struct barrierd_mapped_data *)0)->reserved));
 	memcpy(&magic, BARRIERD_MAGIC_BYTES, sizeof(magic));
 	printf("magic_value %llu\n", (unsigned long long)magic);
@@ -170,10 +195,15 @@ int main(void)
         ("generation", word::GENERATION * 8),
         ("daemon_pid", word::DAEMON_PID * 8),
         ("prods", word::PRODS * 8),
-        ("reserved", (word::PRODS + 1) * 8),
+        ("boot_id", word::BOOT_ID_0 * 8),
+        (
+            "sizeof_boot_id",
+            (word::BOOT_ID_1 + 1 - word::BOOT_ID_0) * 8,
+        ),
+        ("reserved", (word::BOOT_ID_1 + 1) * 8),
         (
             "sizeof_reserved",
-            layout::HEADER_BYTES - (word::PRODS + 1) * 8,
+            layout::HEADER_BYTES - (word::BOOT_ID_1 + 1) * 8,
         ),
         ("per_cpu", layout::HEADER_BYTES),
         ("sizeof_header", layout::HEADER_BYTES),
@@ -198,6 +228,7 @@ int main(void)
     ])
     .collect();
     assert_eq!(c, rust);
+    assert_eq!(word::BOOT_ID_1, word::BOOT_ID_0 + 1);
     assert_eq!(
         layout::cpu_ns_word(1) - layout::cpu_ns_word(0),
         layout::PER_CPU_WORDS
@@ -225,6 +256,8 @@ fn c_and_rust_read_the_same_words() {
         ("state".to_owned(), layout::STATE_RUNNING),
         ("generation".to_owned(), bd.generation()),
         ("daemon_pid".to_owned(), bd.daemon_pid()),
+        ("boot_id[0]".to_owned(), bd.boot_id().words()[0]),
+        ("boot_id[1]".to_owned(), bd.boot_id().words()[1]),
     ]);
     for cpu in 0..bd.ncpu() {
         let ns = bd.cpu_last_interrupt_ns(cpu).unwrap();
@@ -236,6 +269,7 @@ fn c_and_rust_read_the_same_words() {
     // And both read what was written, not the same wrong thing.
     assert_eq!(c["per_cpu[2].last_interrupt_ns"], 5_000_002_000);
     assert_eq!((bd.generation(), bd.daemon_pid()), (7, 4242));
+    assert_eq!(bd.boot_id(), BootId::current().unwrap());
     assert_eq!(bd.cpu_last_interrupt_ns(3), None);
     assert_eq!(bd.cpu_last_interrupt_vtime(3), None);
 }
@@ -487,6 +521,180 @@ fn barrier_falls_back_to_membarrier() {
     // Running again, but this fake never publishes: the wait times out.
     fake.lock();
     assert_eq!(barrier.heavy().unwrap(), Via::Membarrier(Why::TimedOut));
+}
+
+/// This boot's id with one byte flipped, and the all-zero id of a file
+/// written by a daemon that did not record boots.
+fn other_boots() -> [BootId; 2] {
+    let [first, last] = BootId::current().unwrap().words();
+    [BootId::from_words([first ^ 0xff, last]), BootId::UNKNOWN]
+}
+
+#[test]
+fn a_file_of_another_boot_is_not_running_whatever_it_says() {
+    for boot in other_boots() {
+        let dir = TempDir::new("client-other-boot");
+        let path = dir.join("pub");
+        let _fake = FakeDaemon::previous_boot(&path, boot);
+        let error = open_error(&path);
+        assert!(
+            matches!(
+                error,
+                OpenError::NotRunning {
+                    liveness: Liveness::OtherBoot,
+                    ..
+                }
+            ),
+            "{boot:?}: {error}"
+        );
+        assert!(
+            error.to_string().contains(
+                "daemon not running (the file was written during another boot, and no daemon has started on it since)"
+            ),
+            "{error}"
+        );
+
+        let stale = Barrierd::open_even_if_stopped(&path).unwrap();
+        assert_eq!(stale.liveness(), Liveness::OtherBoot);
+        assert_eq!(stale.boot_id(), boot);
+        let started = Instant::now();
+        for result in [
+            stale.heavy_barrier(Duration::from_secs(600)),
+            stale.wait_ns(0, Duration::from_secs(600)).map(drop),
+            stale
+                .wait_vtime(stale.begin_vtime(), Duration::from_secs(600))
+                .map(drop),
+        ] {
+            assert_eq!(
+                result,
+                Err(WaitError::NotRunning {
+                    path: path.clone(),
+                    liveness: Liveness::OtherBoot
+                }),
+                "{boot:?}"
+            );
+        }
+        assert!(started.elapsed() < Duration::from_secs(1));
+
+        assert!(matches!(
+            Barrier::open(&path, Fallback::None),
+            Err(BarrierError::Open(OpenError::NotRunning {
+                liveness: Liveness::OtherBoot,
+                ..
+            }))
+        ));
+        let barrier = Barrier::open(&path, Fallback::Membarrier).unwrap();
+        assert_eq!(
+            barrier.heavy().unwrap(),
+            Via::Membarrier(Why::NotRunning(Liveness::OtherBoot))
+        );
+    }
+}
+
+#[test]
+fn a_mapped_file_whose_boot_changes_completes_no_more_barriers() {
+    for boot in other_boots() {
+        let dir = TempDir::new("client-boot-changes");
+        let fake = FakeDaemon::running(&dir.join("pub"), 2);
+        fake.set(word::LAST_INTERRUPT_NS, u64::MAX - 10);
+        let bd = Barrierd::open(dir.join("pub")).unwrap();
+        assert_eq!(bd.heavy_barrier(Duration::ZERO), Ok(()));
+        fake.set_boot(boot);
+        assert_eq!(bd.liveness(), Liveness::OtherBoot);
+        assert!(matches!(
+            bd.heavy_barrier(Duration::from_secs(600)),
+            Err(WaitError::NotRunning {
+                liveness: Liveness::OtherBoot,
+                ..
+            })
+        ));
+    }
+}
+
+/// Opens PATH with the C helpers and prints each step's status; between
+/// the first barrier and the rest it waits for a line on stdin, so that the
+/// test can change the file under its mapping.
+const C_BOOT_CHECK: &str = r#"
+#include <stdio.h>
+#include "barrierd.h"
+int main(int argc, char **argv)
+{
+	struct barrierd_client c;
+	char line[8];
+	int status;
+
+	(void)argc;
+	status = barrierd_open(&c, argv[1]);
+	printf("open %d\n", status);
+	fflush(stdout);
+	if (status != BARRIERD_OK)
+		return 0;
+	printf("begin_vtime %llu\n", (unsigned long long)barrierd_begin_vtime(&c));
+	printf("heavy %d\n", barrierd_heavy_barrier(&c, 0));
+	fflush(stdout);
+	if (fgets(line, sizeof(line), stdin) == NULL)
+		return 1;
+	printf("running %d\n", barrierd_running(&c));
+	printf("heavy %d\n", barrierd_heavy_barrier(&c, 600000000000ULL));
+	printf("vtime %d\n", barrierd_wait(&c, &c.data->last_interrupt_vtime, 0, 600000000000ULL));
+	barrierd_close(&c);
+	return 0;
+}
+"#;
+
+#[test]
+fn c_helpers_treat_a_file_of_another_boot_as_not_running() {
+    let dir = TempDir::new("client-c-other-boot");
+    let source = dir.join("boot_check.c");
+    std::fs::write(&source, C_BOOT_CHECK).unwrap();
+    let boot_check = dir.join("boot_check");
+    compile_c(&source, &boot_check);
+    let client = dir.join("client");
+    compile_c(&repo().join("examples/client.c"), &client);
+
+    for boot in other_boots() {
+        let path = dir.join("pub");
+        let fake = FakeDaemon::previous_boot(&path, boot);
+        let output = Command::new(&boot_check).arg(&path).output().unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout).trim(),
+            "open -4",
+            "{boot:?}"
+        );
+        let output = Command::new(&client).arg(&path).arg("1").output().unwrap();
+        assert_eq!(output.status.code(), Some(1), "{output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("daemon not running"), "{stderr}");
+
+        // Opened during this boot, with every word past any target: a
+        // barrier completes at once, until the boot id says another boot.
+        fake.set_boot(BootId::current().unwrap());
+        let mut child = Command::new(&boot_check)
+            .arg(&path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut read_line = || {
+            let mut line = String::new();
+            stdout.read_line(&mut line).unwrap();
+            line.trim().to_owned()
+        };
+        assert_eq!(read_line(), "open 0");
+        assert_eq!(read_line(), "begin_vtime 1000");
+        assert_eq!(read_line(), "heavy 0");
+        fake.set_boot(boot);
+        let started = Instant::now();
+        child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+        assert_eq!(
+            [read_line(), read_line(), read_line()],
+            ["running 0", "heavy -4", "vtime -4"],
+            "{boot:?}"
+        );
+        assert!(child.wait().unwrap().success());
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
 }
 
 #[test]

@@ -8,7 +8,8 @@ use std::os::unix::process::CommandExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use barrierd_client::layout::{self, word};
+use barrierd_client::layout::{self, word, BootId};
+use barrierd_client::{Barrierd, Liveness};
 use common::{monotonic_ns, proc_status, BusyCpus, Daemon, TempDir};
 
 /// A read-only view of the published file, as any client maps it.
@@ -326,6 +327,126 @@ fn sigint_stops_cleanly_and_restart_continues() {
     assert!(status.success(), "{status}\n{stderr}");
 }
 
+/// The vtime of a file that a daemon published to for a long time.
+const OLD_VTIME: u64 = 1 << 40;
+
+/// A file that a daemon published to during `boot` and left RUNNING when it
+/// crashed: vtime [`OLD_VTIME`], generation 41, every time below this boot's
+/// clock (so that "later than now" alone would keep them).
+fn crashed_file(path: &std::path::Path, boot: BootId) {
+    let ncpu = barrierd_privsep::cpus::possible_cpus().unwrap();
+    let mut words = vec![0u64; 4096 / 8];
+    words[word::NCPU] = ncpu as u64;
+    words[word::VTIME] = OLD_VTIME;
+    words[word::LAST_INTERRUPT_NS] = monotonic_ns() / 2;
+    words[word::LAST_INTERRUPT_VTIME] = OLD_VTIME - 10;
+    words[word::MAGIC] = layout::MAGIC;
+    words[word::FORMAT_VERSION] = layout::FORMAT_VERSION;
+    words[word::STATE] = layout::STATE_RUNNING;
+    words[word::GENERATION] = 41;
+    words[word::DAEMON_PID] = 4242;
+    [words[word::BOOT_ID_0], words[word::BOOT_ID_1]] = boot.words();
+    for cpu in 0..ncpu {
+        words[layout::cpu_ns_word(cpu)] = words[word::LAST_INTERRUPT_NS] + cpu as u64;
+        words[layout::cpu_vtime_word(cpu)] = OLD_VTIME - 10;
+    }
+    let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_ne_bytes()).collect();
+    std::fs::write(path, bytes).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
+}
+
+/// Whether anyone holds a lock on `file`: the daemon's liveness lock.
+fn lock_held(file: &std::fs::File) -> bool {
+    use std::os::fd::AsFd;
+    let mut lock = libc::flock {
+        l_type: libc::F_WRLCK as libc::c_short,
+        l_whence: libc::SEEK_SET as libc::c_short,
+        l_start: 0,
+        l_len: 0,
+        l_pid: 0,
+    };
+    nix::fcntl::fcntl(file.as_fd(), nix::fcntl::FcntlArg::F_OFD_GETLK(&mut lock)).unwrap();
+    lock.l_type != libc::F_UNLCK as libc::c_short
+}
+
+#[test]
+fn a_file_of_another_boot_is_reset_and_one_of_this_boot_continued() {
+    require_privileged!();
+    let current = BootId::current().unwrap();
+    let [first, last] = current.words();
+    let flipped = BootId::from_words([first, last ^ 0xff00]);
+    for boot in [flipped, BootId::UNKNOWN, current] {
+        let dir = TempDir::new("other-boot");
+        let path = dir.join("pub");
+        crashed_file(&path, boot);
+        let view = View::open(&path);
+        let client = Barrierd::open_even_if_stopped(&path).unwrap();
+        let expected = if boot == current {
+            Liveness::Dead
+        } else {
+            Liveness::OtherBoot
+        };
+        assert_eq!(client.liveness(), expected);
+
+        // While the daemon starts, a client that sees its lock must see
+        // this boot's id and the words it may trust, never the old ones.
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let (daemon, locked_samples) = std::thread::scope(|scope| {
+            let sampler = scope.spawn(|| {
+                let file = std::fs::File::open(&path).unwrap();
+                let mut locked = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    if !lock_held(&file) {
+                        continue;
+                    }
+                    let seen = BootId::from_words([
+                        view.load(word::BOOT_ID_0),
+                        view.load(word::BOOT_ID_1),
+                    ]);
+                    let vtime = view.load(word::VTIME);
+                    assert_eq!(seen, current, "locked, but the boot id is {seen:?}");
+                    if boot != current {
+                        assert!(vtime < OLD_VTIME, "locked, but vtime is still {vtime}");
+                    }
+                    locked += 1;
+                }
+                locked
+            });
+            let daemon = Daemon::start(&path, &[]);
+            std::thread::sleep(Duration::from_millis(50));
+            stop.store(true, Ordering::Relaxed);
+            (
+                daemon,
+                sampler.join().expect("a client saw a stale locked file"),
+            )
+        });
+        assert!(locked_samples > 0, "never saw the daemon's lock");
+
+        let ncpu = view.load(word::NCPU) as usize;
+        let vtimes: Vec<u64> = [word::VTIME, word::LAST_INTERRUPT_VTIME]
+            .into_iter()
+            .chain((0..ncpu).map(layout::cpu_vtime_word))
+            .map(|index| view.load(index))
+            .collect();
+        if boot == current {
+            assert!(vtimes.iter().all(|&v| v >= OLD_VTIME - 10), "{vtimes:?}");
+        } else {
+            assert!(vtimes.iter().all(|&v| v < 1 << 20), "{boot:?}: {vtimes:?}");
+        }
+        assert_eq!(view.load(word::GENERATION), 42);
+        assert_eq!(
+            [view.load(word::BOOT_ID_0), view.load(word::BOOT_ID_1)],
+            current.words()
+        );
+        assert_eq!(view.load(word::DAEMON_PID), daemon.pid() as u64);
+        // The client that mapped the stale file uses the daemon now.
+        assert_eq!(client.liveness(), Liveness::Running);
+        client.heavy_barrier(GENEROUS).unwrap();
+        let (status, stderr) = daemon.stop();
+        assert!(status.success(), "{status}\n{stderr}");
+    }
+}
+
 fn assert_fails(args: &[&str], code: i32, needle: &str) -> String {
     let (status, stderr) = common::run_barrierd(args, GENEROUS);
     assert_eq!(status.code(), Some(code), "{args:?}: {status}\n{stderr}");
@@ -375,6 +496,28 @@ fn numeric_id_without_tracefs_says_how_to_mount_it() {
         "{stderr}"
     );
     assert!(!path.exists());
+}
+
+#[test]
+fn start_without_the_boot_id_is_refused_before_touching_path() {
+    require_privileged!();
+    let dir = TempDir::new("noboot");
+    let path = dir.join("pub");
+    let output = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg("mount -t tmpfs none /proc/sys/kernel/random && exec \"$0\" \"$@\"")
+        .arg(common::barrierd_bin())
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot read this boot's id from /proc/sys/kernel/random/boot_id"),
+        "{stderr}"
+    );
+    assert!(!path.exists());
+    assert!(!dir.join("pub.lock").exists());
 }
 
 #[test]

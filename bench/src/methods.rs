@@ -14,7 +14,8 @@ pub enum Method {
     /// `Barrierd::heavy_barrier`: fence, T = CLOCK_MONOTONIC, wait until
     /// `last_interrupt_ns > T`, fence.
     BarrierdNs,
-    /// fence, V = vtime, wait until `last_interrupt_vtime > V`, fence.
+    /// V = `Barrierd::begin_vtime` (fence, then vtime), wait until
+    /// `last_interrupt_vtime > V`, fence.
     BarrierdVtime,
     MembarrierGlobal,
     MembarrierPrivateExpedited,
@@ -45,7 +46,7 @@ impl Method {
     pub fn description(self) -> &'static str {
         match self {
             Method::BarrierdNs => "Barrierd::heavy_barrier: SeqCst fence, T = CLOCK_MONOTONIC, futex-wait until last_interrupt_ns > T, acquire fence",
-            Method::BarrierdVtime => "SeqCst fence, V = vtime, Barrierd::wait_vtime until last_interrupt_vtime > V, acquire fence",
+            Method::BarrierdVtime => "V = Barrierd::begin_vtime (SeqCst fence, vtime), Barrierd::wait_vtime until last_interrupt_vtime > V, acquire fence",
             Method::MembarrierGlobal => "membarrier(MEMBARRIER_CMD_GLOBAL)",
             Method::MembarrierPrivateExpedited => "membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED), registered once before",
             Method::Mprotect => "write a private anonymous page, mprotect it PROT_READ (TLB shootdown IPIs), then PROT_READ|PROT_WRITE",
@@ -119,8 +120,7 @@ impl<'a> Barriers<'a> {
         let waited = match method {
             Method::BarrierdNs => self.barrierd.heavy_barrier(self.timeout),
             Method::BarrierdVtime => {
-                fence(Ordering::SeqCst);
-                let v = self.barrierd.vtime();
+                let v = self.barrierd.begin_vtime();
                 let result = self.barrierd.wait_vtime(v, self.timeout).map(drop);
                 fence(Ordering::Acquire);
                 result

@@ -76,7 +76,7 @@ pub enum BarrierError {
 /// With [`Fallback::Membarrier`], every call returns a completed barrier
 /// unless membarrier itself fails: through the daemon when it runs, through
 /// membarrier when the file is missing or bad, when the daemon is stopped
-/// or dead, or when it times out. A daemon that (re)starts on the file that
+/// or dead, when the file is of another boot, or when the daemon times out. A daemon that (re)starts on the file that
 /// was opened is used again as soon as it runs. After a failure the next
 /// calls check the daemon's liveness first (one syscall), so a dead daemon
 /// does not cost a probe interval per barrier.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{fence, Ordering};
 use std::time::Duration;
 
-use crate::layout::{self, word};
+use crate::layout::{self, word, BootId};
 use crate::sys::{self, Mapping};
 use crate::wait::{self, Liveness, WaitError, Words};
 
@@ -30,6 +30,12 @@ pub enum OpenError {
     TooShort { path: PathBuf, ncpu: u64, len: u64 },
     #[error("{path}: daemon not running ({liveness}): start `barrierd {path}` as root{retry}", path = path.display(), retry = if *liveness == Liveness::Starting { ", or retry in a moment" } else { "" })]
     NotRunning { path: PathBuf, liveness: Liveness },
+    #[error("{path}: cannot read this boot's id from {proc} ({source}), which tells this boot's file from a stale one; run with /proc mounted and readable", proc = BootId::PATH, path = path.display())]
+    BootId {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("{path}: {source}", path = path.display())]
     Io {
         path: PathBuf,
@@ -75,7 +81,10 @@ impl BarrierTicket {
 /// The daemon may stop and start again on the same file while it is mapped:
 /// waits then fail with [`WaitError::NotRunning`] in the meantime and work
 /// again afterwards. A daemon started on a *new* file at the same path is
-/// not seen through an old mapping: open the path again. As with any mapped
+/// not seen through an old mapping: open the path again. The current boot's
+/// id is read once, at open: every liveness check and every wait compares
+/// the file's with it, and a file of another boot is
+/// [`Liveness::OtherBoot`] until a daemon starts on it. As with any mapped
 /// file, shrinking it under the mapping would make reads fault (SIGBUS);
 /// the daemon only resizes a file when the machine's CPU count changed.
 #[derive(Debug)]
@@ -83,6 +92,7 @@ pub struct Barrierd {
     map: Mapping,
     path: PathBuf,
     ncpu: usize,
+    boot: BootId,
 }
 
 impl Barrierd {
@@ -101,6 +111,10 @@ impl Barrierd {
 
     /// Maps and validates `path` whether or not a daemon publishes to it: for
     /// inspecting a stopped file, or for waiting until a daemon (re)starts.
+    /// The waits check that the file is of this boot, the fast-path checks
+    /// ([`Barrierd::passed_ns`], [`Barrierd::try_complete`]) do not: on such
+    /// a handle, see that [`Barrierd::liveness`] is running before trusting
+    /// them.
     pub fn open_even_if_stopped(path: impl AsRef<Path>) -> Result<Barrierd, OpenError> {
         let path = path.as_ref();
         let io_error = |source: io::Error| OpenError::Io {
@@ -167,10 +181,15 @@ impl Barrierd {
                     ncpu,
                     len,
                 })?;
+        let boot = BootId::current().map_err(|source| OpenError::BootId {
+            path: path.to_owned(),
+            source,
+        })?;
         Ok(Barrierd {
             map,
             path: path.to_owned(),
             ncpu,
+            boot,
         })
     }
 
@@ -195,9 +214,29 @@ impl Barrierd {
         self.map.load(word::LAST_INTERRUPT_NS)
     }
 
-    /// The virtual time counter; see [`Barrierd::wait_vtime`].
+    /// The virtual time counter. To start a barrier with it, take
+    /// [`Barrierd::begin_vtime`] instead: a plain load does not order this
+    /// thread's earlier stores before it.
     pub fn vtime(&self) -> u64 {
         self.map.load(word::VTIME)
+    }
+
+    /// The start point of a barrier in vtime, for [`Barrierd::wait_vtime`]
+    /// and [`Barrierd::passed_vtime`], as [`BarrierTicket::begin`] is in
+    /// CLOCK_MONOTONIC time: a full fence (this thread's earlier stores are
+    /// globally visible before the load), then a load of vtime. Cheaper than
+    /// a clock read.
+    ///
+    /// ```no_run
+    /// # let bd = barrierd_client::Barrierd::open("/run/barrierd")?;
+    /// let v = bd.begin_vtime();
+    /// bd.wait_vtime(v, std::time::Duration::from_secs(5))?;
+    /// std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn begin_vtime(&self) -> u64 {
+        fence(Ordering::SeqCst);
+        self.vtime()
     }
 
     /// Minimum over CPUs of their `last_interrupt_vtime`.
@@ -214,6 +253,16 @@ impl Barrierd {
     /// The vtime in force when CPU `cpu`'s latest published entry happened.
     pub fn cpu_last_interrupt_vtime(&self, cpu: usize) -> Option<u64> {
         (cpu < self.ncpu).then(|| self.map.load(layout::cpu_vtime_word(cpu)))
+    }
+
+    /// The boot in which a daemon last started on this file (compare
+    /// [`BootId::current`]); [`BootId::UNKNOWN`] if one that did not record
+    /// boots did.
+    pub fn boot_id(&self) -> BootId {
+        BootId::from_words([
+            self.map.load(word::BOOT_ID_0),
+            self.map.load(word::BOOT_ID_1),
+        ])
     }
 
     /// How many times a daemon has started publishing into this file.
@@ -237,14 +286,16 @@ impl Barrierd {
     /// true. Follow it with an acquire fence before relying on other
     /// threads' stores, or use [`Barrierd::try_complete`], which does.
     /// Polled alone, it sees the minimum advance about every 200 ms while
-    /// no client waits (see [`BarrierTicket`]).
+    /// no client waits (see [`BarrierTicket`]). It does not check the file's
+    /// boot: see [`Barrierd::open_even_if_stopped`].
     #[inline]
     pub fn passed_ns(&self, t_ns: u64) -> bool {
         self.map.load(word::LAST_INTERRUPT_NS) > t_ns
     }
 
     /// Has every CPU entered the kernel after vtime `v` ended, i.e. after
-    /// any read of `vtime() == v`? One load, no syscall.
+    /// any read of `vtime() == v` (take `v` with [`Barrierd::begin_vtime`])?
+    /// One load, no syscall.
     #[inline]
     pub fn passed_vtime(&self, v: u64) -> bool {
         self.map.load(word::LAST_INTERRUPT_VTIME) > v
@@ -269,10 +320,12 @@ impl Barrierd {
 
     /// Waits until [`Barrierd::last_interrupt_vtime`] exceeds `v`: then every
     /// CPU has entered the kernel after vtime `v + 1` was published, hence
-    /// after any read of `vtime() == v`. Coarser than [`Barrierd::wait_ns`]
-    /// (vtime advances once per update pass), and its progress depends on
-    /// the daemon's passes; use it to tag items cheaply, not to bound
-    /// latency. Fails as [`Barrierd::wait_ns`] does.
+    /// after any read of `vtime() == v`. Start from
+    /// [`Barrierd::begin_vtime`], and end with an acquire fence, for the
+    /// guarantees of [`Barrierd::heavy_barrier`]. Coarser than
+    /// [`Barrierd::wait_ns`] (vtime advances once per update pass), and its
+    /// progress depends on the daemon's passes; use it to tag items cheaply,
+    /// not to bound latency. Fails as [`Barrierd::wait_ns`] does.
     pub fn wait_vtime(&self, v: u64, timeout: Duration) -> Result<u64, WaitError> {
         wait::wait_above(self, word::LAST_INTERRUPT_VTIME, v, timeout)
     }
@@ -368,5 +421,9 @@ impl Words for Barrierd {
 
     fn now_ns(&self) -> u64 {
         sys::monotonic_ns()
+    }
+
+    fn boot(&self) -> BootId {
+        self.boot
     }
 }

@@ -2,6 +2,8 @@
 //! Every field is a native-endian u64 written with single atomic stores; the
 //! futex word of a field is its low 32-bit half.
 
+use std::io;
+
 /// Word indices in the 128-byte header.
 pub mod word {
     /// Number of per-CPU records (the machine's possible CPUs).
@@ -25,6 +27,11 @@ pub mod word {
     /// CPUs the daemon moved onto to make them enter the kernel
     /// (`--prod-after`), since it started (informational).
     pub const PRODS: usize = 9;
+    /// The first 8 bytes of the [`super::BootId`] of the boot in which a
+    /// daemon last started on the file.
+    pub const BOOT_ID_0: usize = 10;
+    /// The last 8 bytes of that [`super::BootId`].
+    pub const BOOT_ID_1: usize = 11;
 }
 
 /// Header size; per-CPU records start here.
@@ -37,6 +44,69 @@ pub const MAGIC: u64 = u64::from_ne_bytes(*b"barrierd");
 pub const FORMAT_VERSION: u64 = 1;
 pub const STATE_STOPPED: u64 = 0;
 pub const STATE_RUNNING: u64 = 1;
+
+/// Which boot a file belongs to. CLOCK_MONOTONIC starts again at every boot,
+/// so a file's timestamps mean something only during the boot that wrote
+/// them: a file left by a crash on persistent storage holds times far ahead
+/// of the next boot's clock, and a client that trusted them would complete
+/// barriers at once.
+///
+/// The 16 bytes of the UUID in [`BootId::PATH`], which the kernel draws
+/// afresh at every boot, stored in words [`word::BOOT_ID_0`] (the first 8
+/// bytes) and [`word::BOOT_ID_1`] (the last 8), each read as a native-endian
+/// u64. All zero ([`BootId::UNKNOWN`]) in a file that a daemon without this
+/// word wrote: no boot matches it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BootId([u64; 2]);
+
+impl BootId {
+    /// Where the kernel shows the current boot's id.
+    pub const PATH: &'static str = "/proc/sys/kernel/random/boot_id";
+    /// What a file written before boot ids were recorded holds.
+    pub const UNKNOWN: BootId = BootId([0, 0]);
+
+    /// The current boot's id. Clients read it once, when they open the file.
+    pub fn current() -> io::Result<BootId> {
+        let text = std::fs::read_to_string(Self::PATH)?;
+        Self::parse(&text).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{} holds {text:?}, not a boot id", Self::PATH),
+            )
+        })
+    }
+
+    /// Parses a UUID as the kernel prints it: 32 hex digits, dashes between
+    /// them ignored, at most one trailing newline. `None` for anything else,
+    /// and for all zero, which is no boot's id.
+    pub fn parse(text: &str) -> Option<BootId> {
+        let text = text.strip_suffix('\n').unwrap_or(text);
+        let mut bytes = [0u8; 16];
+        let mut digits = 0;
+        for c in text.chars().filter(|&c| c != '-') {
+            let digit = c.to_digit(16)? as u8;
+            let byte = bytes.get_mut(digits / 2)?;
+            *byte = (*byte << 4) | digit;
+            digits += 1;
+        }
+        let (first, last) = bytes.split_at(8);
+        let id = BootId([
+            u64::from_ne_bytes(first.try_into().ok()?),
+            u64::from_ne_bytes(last.try_into().ok()?),
+        ]);
+        (digits == 32 && id != Self::UNKNOWN).then_some(id)
+    }
+
+    /// As stored in words [`word::BOOT_ID_0`] and [`word::BOOT_ID_1`].
+    pub fn from_words(words: [u64; 2]) -> BootId {
+        BootId(words)
+    }
+
+    /// The values of words [`word::BOOT_ID_0`] and [`word::BOOT_ID_1`].
+    pub fn words(self) -> [u64; 2] {
+        self.0
+    }
+}
 
 /// Index of CPU `cpu`'s `last_interrupt_ns` word.
 pub const fn cpu_ns_word(cpu: usize) -> usize {
@@ -51,4 +121,48 @@ pub const fn cpu_vtime_word(cpu: usize) -> usize {
 /// Bytes needed for `ncpu` records (the file itself is rounded up to a page).
 pub const fn file_bytes(ncpu: usize) -> usize {
     HEADER_BYTES + ncpu * PER_CPU_WORDS * 8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boot_ids_are_parsed_byte_by_byte_in_uuid_order() {
+        let id = BootId::parse("01234567-89ab-cdef-0011-2233445566ff\n").unwrap();
+        assert_eq!(
+            id.words(),
+            [
+                u64::from_ne_bytes([0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef]),
+                u64::from_ne_bytes([0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0xff]),
+            ]
+        );
+        assert_eq!(BootId::parse("0123456789ABCDEF00112233445566FF"), Some(id));
+        assert_eq!(BootId::from_words(id.words()), id);
+    }
+
+    #[test]
+    fn anything_but_a_boot_id_is_refused() {
+        for text in [
+            "",
+            "\n",
+            "01234567-89ab-cdef-0011-2233445566f",
+            "01234567-89ab-cdef-0011-2233445566ff0",
+            "01234567-89ab-cdef-0011-2233445566fg",
+            "01234567-89ab-cdef-0011-2233445566ff\n\n",
+            " 01234567-89ab-cdef-0011-2233445566ff",
+            "00000000-0000-0000-0000-000000000000",
+        ] {
+            assert_eq!(BootId::parse(text), None, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn the_current_boot_id_is_the_kernels() {
+        let text = std::fs::read_to_string(BootId::PATH).unwrap();
+        let current = BootId::current().unwrap();
+        assert_eq!(BootId::parse(&text), Some(current));
+        assert_ne!(current, BootId::UNKNOWN);
+        assert_eq!(BootId::current().unwrap(), current);
+    }
 }

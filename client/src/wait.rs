@@ -9,12 +9,16 @@
 //! daemon killed with SIGKILL leaves the state word at RUNNING and wakes
 //! nobody, so its death is only noticed by probing its lock, which is a
 //! syscall and is done once per slice, never on the fast path.
+//!
+//! Every check also compares the file's boot id with the one read when the
+//! file was opened (two loads, no syscall), before trusting any word: a file
+//! of another boot holds times of another clock.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::layout::{self, word};
+use crate::layout::{self, word, BootId};
 
 /// Longest sleep between two checks of the daemon's lock, hence the longest
 /// a wait can miss a SIGKILLed daemon or a wake-up lost to wrap-around.
@@ -33,10 +37,21 @@ pub(crate) trait Words {
     fn lock_held(&self) -> bool;
     /// CLOCK_MONOTONIC ns.
     fn now_ns(&self) -> u64;
+    /// The boot this process runs in, read once when the file was opened.
+    fn boot(&self) -> BootId;
 }
 
-/// What the file says about its daemon, from the `state` word and the
-/// daemon's lock on the file.
+/// Whether the file was written during the boot `words` was opened in. A
+/// daemon that adopts another boot's file resets its words before it stores
+/// this boot's id, so a reader that sees this boot's id and then loads
+/// another word (acquire loads) sees them reset or newer.
+pub(crate) fn same_boot(words: &(impl Words + ?Sized)) -> bool {
+    let file = BootId::from_words([words.load(word::BOOT_ID_0), words.load(word::BOOT_ID_1)]);
+    file == words.boot()
+}
+
+/// What the file says about its daemon, from its boot id, its `state` word
+/// and the daemon's lock on the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Liveness {
     /// State RUNNING and the lock is held: timestamps are being published.
@@ -49,10 +64,17 @@ pub enum Liveness {
     /// State RUNNING but nobody holds the lock: the daemon was killed or
     /// crashed without marking the file stopped.
     Dead,
+    /// The file was written during another boot (or by a daemon that did
+    /// not record boots), and no daemon has started on it since: whatever
+    /// its other words say, its times are another clock's.
+    OtherBoot,
 }
 
 impl Liveness {
     pub(crate) fn of(words: &(impl Words + ?Sized)) -> Liveness {
+        if !same_boot(words) {
+            return Liveness::OtherBoot;
+        }
         let running = words.load(word::STATE) == layout::STATE_RUNNING;
         match (running, words.lock_held()) {
             (true, true) => Liveness::Running,
@@ -72,6 +94,9 @@ impl fmt::Display for Liveness {
             Liveness::Dead => {
                 "killed or crashed: the file says running, but no daemon holds its lock"
             }
+            Liveness::OtherBoot => {
+                "the file was written during another boot, and no daemon has started on it since"
+            }
         })
     }
 }
@@ -88,10 +113,11 @@ pub enum WaitError {
 ///
 /// Never returns `Ok` before the condition holds. A value already past the
 /// target is returned even if the daemon has since stopped: it is a fact
-/// about the past that stays true. Otherwise fails when the daemon is seen
-/// not running (at once when it marked the file stopped, within
-/// [`PROBE_INTERVAL`] when it died) or when `timeout` has passed; no sleep
-/// extends past the deadline.
+/// about the past that stays true, if the file is of this boot (checked
+/// before every load of the word). Otherwise fails when the daemon is seen
+/// not running (at once when it marked the file stopped or the file is of
+/// another boot, within [`PROBE_INTERVAL`] when it died) or when `timeout`
+/// has passed; no sleep extends past the deadline.
 pub(crate) fn wait_above(
     words: &(impl Words + ?Sized),
     index: usize,
@@ -103,6 +129,9 @@ pub(crate) fn wait_above(
     let deadline = start.saturating_add(duration_ns(timeout));
     let mut next_probe = start.saturating_add(interval);
     loop {
+        if !same_boot(words) {
+            return Err(not_running(words, Liveness::OtherBoot));
+        }
         let value = words.load(index);
         if value > target {
             return Ok(value);
@@ -155,6 +184,8 @@ mod tests {
     const INTERVAL: u64 = PROBE_INTERVAL.as_nanos() as u64;
     const WRAP: u64 = 1 << 32;
     const WORDS: usize = 16;
+    /// The boot the fake runs in; any other id in the file is another boot.
+    const BOOT: [u64; 2] = [0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210];
 
     /// A change the fake daemon makes at time `at`.
     #[derive(Debug, Clone, Copy)]
@@ -199,6 +230,7 @@ mod tests {
             let mut words = [0; WORDS];
             words[word::STATE] = layout::STATE_RUNNING;
             words[word::LAST_INTERRUPT_NS] = value;
+            [words[word::BOOT_ID_0], words[word::BOOT_ID_1]] = BOOT;
             Self {
                 words: RefCell::new(words),
                 lock: Cell::new(true),
@@ -273,6 +305,10 @@ mod tests {
 
         fn now_ns(&self) -> u64 {
             self.now.get()
+        }
+
+        fn boot(&self) -> BootId {
+            BootId::from_words(BOOT)
         }
     }
 
@@ -459,6 +495,57 @@ mod tests {
         assert_eq!(set(layout::STATE_STOPPED, false), Liveness::Stopped);
         assert_eq!(set(layout::STATE_RUNNING, false), Liveness::Dead);
         assert_eq!(set(42, false), Liveness::Stopped);
+        fake.words.borrow_mut()[word::BOOT_ID_1] = 0;
+        for (state, lock) in [
+            (layout::STATE_RUNNING, true),
+            (layout::STATE_STOPPED, true),
+            (layout::STATE_STOPPED, false),
+            (layout::STATE_RUNNING, false),
+        ] {
+            assert_eq!(set(state, lock), Liveness::OtherBoot);
+        }
+    }
+
+    #[test]
+    fn a_file_of_another_boot_is_not_running_whatever_its_words_say() {
+        for boot in [[BOOT[0] ^ 0xff, BOOT[1]], [BOOT[0], BOOT[1] ^ 1], [0, 0]] {
+            let fake = Fake::new(0, u64::MAX, vec![]);
+            {
+                let mut words = fake.words.borrow_mut();
+                [words[word::BOOT_ID_0], words[word::BOOT_ID_1]] = boot;
+            }
+            assert_eq!(Liveness::of(&fake), Liveness::OtherBoot, "{boot:x?}");
+            assert_eq!(
+                wait(&fake, 10, SECOND),
+                Err(WaitError::NotRunning {
+                    path: "/fake".into(),
+                    liveness: Liveness::OtherBoot
+                }),
+                "{boot:x?}"
+            );
+            assert!(fake.sleeps.borrow().is_empty());
+        }
+    }
+
+    #[test]
+    fn a_value_stored_after_the_boot_id_changed_is_not_accepted() {
+        let other_boot = Event {
+            at: 1_000,
+            change: Change::Store {
+                index: word::BOOT_ID_0,
+                value: !BOOT[0],
+            },
+            wake: false,
+        };
+        let fake = Fake::new(0, 10, vec![other_boot, store(2_000, u64::MAX)]);
+        assert!(matches!(
+            wait(&fake, 10, Duration::from_secs(3600)),
+            Err(WaitError::NotRunning {
+                liveness: Liveness::OtherBoot,
+                ..
+            })
+        ));
+        assert_eq!(fake.now.get(), 2_000);
     }
 
     /// xorshift64*: deterministic, so a failing seed reproduces.
