@@ -155,7 +155,31 @@ impl Daemon {
 
     /// Starts the daemon with extra environment variables.
     pub fn spawn_with_env(path: &Path, args: &[&str], env: &[(&str, &Path)]) -> Daemon {
-        let mut child = Command::new(barrierd_bin())
+        Self::spawn_command(Command::new(barrierd_bin()), path, args, env)
+    }
+
+    /// Starts `barrierd PATH ARGS...` as pid 1 of a new pid namespace, under
+    /// `unshare --pid --fork --kill-child`, and waits for "Setup complete.".
+    /// [`Daemon::pid`] is then unshare's: see [`Daemon::publisher_pid`].
+    pub fn start_in_pid_namespace(path: &Path, args: &[&str]) -> Daemon {
+        let mut unshare = Command::new("unshare");
+        unshare
+            .args(["--pid", "--fork", "--kill-child"])
+            .arg(barrierd_bin());
+        let daemon = Self::spawn_command(unshare, path, args, &[]);
+        if !daemon.stderr.wait_for("Setup complete.", STARTUP_TIMEOUT) {
+            panic!("daemon did not complete setup:\n{}", daemon.stderr.text());
+        }
+        daemon
+    }
+
+    fn spawn_command(
+        mut command: Command,
+        path: &Path,
+        args: &[&str],
+        env: &[(&str, &Path)],
+    ) -> Daemon {
+        let mut child = command
             .arg(path)
             .args(args)
             .envs(env.iter().copied())
@@ -179,14 +203,18 @@ impl Daemon {
 
     /// The helper: the publisher's only child.
     pub fn helper_pid(&self) -> i32 {
+        only_child(self.publisher_pid())
+    }
+
+    /// The publisher: the process started, or unshare's only child.
+    pub fn publisher_pid(&self) -> i32 {
         let pid = self.pid();
-        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
-        let pids: Vec<i32> = children
-            .split_whitespace()
-            .map(|p| p.parse().unwrap())
-            .collect();
-        assert_eq!(pids.len(), 1, "publisher children: {pids:?}");
-        pids[0]
+        let started = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+        if started.trim() == "unshare" {
+            only_child(pid)
+        } else {
+            pid
+        }
     }
 
     pub fn signal(&self, signal: nix::sys::signal::Signal) {
@@ -246,6 +274,16 @@ pub fn run_barrierd(args: &[&str], timeout: Duration) -> (ExitStatus, String) {
     daemon.stderr.collect(daemon.child.stderr.take().unwrap());
     let status = daemon.wait(timeout);
     (status, daemon.stderr.text())
+}
+
+fn only_child(pid: i32) -> i32 {
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
+    let pids: Vec<i32> = children
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert_eq!(pids.len(), 1, "children of {pid}: {pids:?}");
+    pids[0]
 }
 
 pub use barrierd_client::monotonic_ns;
@@ -350,4 +388,56 @@ pub fn ensure_tracefs() -> &'static Path {
         );
     }
     root
+}
+
+/// The helper's BPF `.bss` as bpftool formats it with BTF (field names of
+/// bpf/barrierd.bpf.c and bpf/barrierd_shared.h): what BPF itself holds, not
+/// what the daemon publishes. Found through the helper's own descriptors, so
+/// that other daemons' programs are not mistaken for it.
+pub fn helper_bss(helper_pid: i32) -> serde_json::Value {
+    let bpftool = |args: &[&str]| -> serde_json::Value {
+        let output = Command::new("bpftool")
+            .args(args)
+            .arg("-j")
+            .output()
+            .expect("running bpftool (scripts/setup installs it)");
+        assert!(output.status.success(), "bpftool {args:?}: {output:?}");
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+    let fdinfo = std::fs::read_dir(format!("/proc/{helper_pid}/fdinfo")).unwrap();
+    for entry in fdinfo {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default();
+        let Some(id) = text
+            .lines()
+            .find_map(|l| l.strip_prefix("map_id:"))
+            .map(str::trim)
+        else {
+            continue;
+        };
+        if bpftool(&["map", "show", "id", id])["name"]
+            .as_str()
+            .is_some_and(|name| name.ends_with(".bss"))
+        {
+            let dump = bpftool(&["map", "dump", "id", id]);
+            let sections = dump[0]["formatted"]["value"][".bss"]
+                .as_array()
+                .cloned()
+                .or_else(|| dump[0]["value"][".bss"].as_array().cloned())
+                .expect("bpftool's dump of .bss has its BTF layout");
+            let mut bss = serde_json::Map::new();
+            for section in sections {
+                bss.extend(section.as_object().unwrap().clone());
+            }
+            return serde_json::Value::Object(bss);
+        }
+    }
+    panic!("helper {helper_pid} holds no .bss map");
+}
+
+/// A process's pids, outermost pid namespace first (/proc/PID/status NSpid).
+pub fn ns_pids(pid: i32) -> Vec<i64> {
+    proc_status(pid)["NSpid"]
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect()
 }
