@@ -136,6 +136,10 @@ pub struct Daemon {
     pub child: Child,
     pub path: PathBuf,
     pub stderr: Output,
+    /// The publisher, when it is pid 1 of its own pid namespace: it
+    /// outlives unshare (dropping privileges clears the parent-death signal
+    /// that --kill-child sets), and killing it ends the namespace.
+    namespace_init: Option<i32>,
 }
 
 impl Daemon {
@@ -166,10 +170,11 @@ impl Daemon {
         unshare
             .args(["--pid", "--fork", "--kill-child"])
             .arg(barrierd_bin());
-        let daemon = Self::spawn_command(unshare, path, args, &[]);
+        let mut daemon = Self::spawn_command(unshare, path, args, &[]);
         if !daemon.stderr.wait_for("Setup complete.", STARTUP_TIMEOUT) {
             panic!("daemon did not complete setup:\n{}", daemon.stderr.text());
         }
+        daemon.namespace_init = Some(only_child(daemon.pid()));
         daemon
     }
 
@@ -194,6 +199,7 @@ impl Daemon {
             child,
             path: path.to_owned(),
             stderr,
+            namespace_init: None,
         }
     }
 
@@ -206,15 +212,9 @@ impl Daemon {
         only_child(self.publisher_pid())
     }
 
-    /// The publisher: the process started, or unshare's only child.
+    /// The publisher: the process started, or pid 1 of its namespace.
     pub fn publisher_pid(&self) -> i32 {
-        let pid = self.pid();
-        let started = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
-        if started.trim() == "unshare" {
-            only_child(pid)
-        } else {
-            pid
-        }
+        self.namespace_init.unwrap_or_else(|| self.pid())
     }
 
     pub fn signal(&self, signal: nix::sys::signal::Signal) {
@@ -251,6 +251,12 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        if let Some(init) = self.namespace_init {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(init),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
         if let Ok(None) = self.child.try_wait() {
             let _ = self.child.kill();
             let _ = self.child.wait();
@@ -270,6 +276,7 @@ pub fn run_barrierd(args: &[&str], timeout: Duration) -> (ExitStatus, String) {
             .expect("starting barrierd"),
         path: PathBuf::new(),
         stderr: Output::default(),
+        namespace_init: None,
     };
     daemon.stderr.collect(daemon.child.stderr.take().unwrap());
     let status = daemon.wait(timeout);
