@@ -22,6 +22,7 @@ mod report;
 mod stats;
 mod sys;
 
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -69,6 +70,11 @@ struct Args {
     /// uniformly random phase of the tick, as an application's would be.
     #[arg(long, value_name = "US")]
     max_gap_us: Option<u64>,
+    /// Shortest pause between two barriers, in microseconds: with a pause
+    /// of tens of ms the waiter's CPU and the daemon's go idle between
+    /// barriers, as with an application that barriers now and then.
+    #[arg(long, value_name = "US", default_value_t = 0)]
+    min_gap_us: u64,
     /// Seconds with nothing running, before the scenarios, over which the
     /// daemon's CPU use on a quiet machine is measured (0 skips it).
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
@@ -157,11 +163,21 @@ fn run(args: &Args) -> anyhow::Result<()> {
             .filter(|&hz| hz > 0)
             .map_or(4000, |hz| 1_000_000 / u64::from(hz))
     }));
+    let min_gap = Duration::from_micros(args.min_gap_us);
+    if min_gap > max_gap {
+        bail!(
+            "--min-gap-us {} exceeds the longest pause, {} us",
+            args.min_gap_us,
+            max_gap.as_micros()
+        );
+    }
+    let gaps = min_gap..=max_gap;
     let global_iterations = iterations.div_ceil(3);
     let config = report::Config {
         iterations,
         global_iterations,
         warmup: args.warmup,
+        min_gap_ns: u64::try_from(min_gap.as_nanos()).unwrap_or(u64::MAX),
         max_gap_ns: u64::try_from(max_gap.as_nanos()).unwrap_or(u64::MAX),
         daemon: match under {
             Under::Own(_) => "started",
@@ -204,7 +220,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
                 _ => iterations,
             };
             let mut rng = Rng::new(0x5eed_0000 + (s * 16 + m) as u64);
-            let result = measure(&barriers, method, n, args.warmup, max_gap, &mut rng, &meter)?;
+            let result = measure(&barriers, method, n, args.warmup, &gaps, &mut rng, &meter)?;
             let result = MethodResult {
                 note: note(method, load.cpus(), &usable),
                 ..result
@@ -274,10 +290,11 @@ fn run(args: &Args) -> anyhow::Result<()> {
     );
     println!(
         "{} timed barriers per row ({} for membarrier GLOBAL) after {} untimed, \
-         each after a pseudo-random pause of 0-{:.3} ms",
+         each after a pseudo-random pause of {:.3}-{:.3} ms",
         report.config.iterations,
         report.config.global_iterations,
         report.config.warmup,
+        report.config.min_gap_ns as f64 / 1e6,
         report.config.max_gap_ns as f64 / 1e6
     );
     print!("{}", report::table(&report));
@@ -362,7 +379,7 @@ fn measure(
     method: Method,
     iterations: usize,
     warmup: usize,
-    max_gap: Duration,
+    gaps: &RangeInclusive<Duration>,
     rng: &mut Rng,
     meter: &Meter,
 ) -> anyhow::Result<MethodResult> {
@@ -386,7 +403,7 @@ fn measure(
     }
     let ipis0 = Ipis::read().ok();
     let start = meter.read();
-    let (samples, timeouts) = match barriers.measure(method, warmup, iterations, max_gap, rng) {
+    let (samples, timeouts) = match barriers.measure(method, warmup, iterations, gaps, rng) {
         Ok(measured) => measured,
         Err(MethodError::Unavailable(why)) => {
             result.skipped = Some(why);

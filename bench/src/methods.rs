@@ -1,5 +1,6 @@
 //! The barrier methods compared, and the loop that times them.
 
+use std::ops::RangeInclusive;
 use std::sync::atomic::{fence, Ordering};
 use std::time::{Duration, Instant};
 
@@ -149,7 +150,7 @@ impl<'a> Barriers<'a> {
     }
 
     /// Issues `warmup` untimed then `iterations` timed barriers of `method`
-    /// back to back, each after a pseudo-random pause of up to `max_gap`
+    /// back to back, each after a pseudo-random pause in `gaps`
     /// (so that barriers do not start in step with the scheduler tick).
     /// Returns each completed barrier's latency in ns and the number that
     /// timed out (those have no latency).
@@ -158,14 +159,15 @@ impl<'a> Barriers<'a> {
         method: Method,
         warmup: usize,
         iterations: usize,
-        max_gap: Duration,
+        gaps: &RangeInclusive<Duration>,
         rng: &mut Rng,
     ) -> Result<(Vec<u64>, usize), MethodError> {
-        let max_gap_ns = u64::try_from(max_gap.as_nanos()).unwrap_or(u64::MAX);
+        let ns = |d: &Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let (min_gap_ns, max_gap_ns) = (ns(gaps.start()), ns(gaps.end()));
         let mut samples = Vec::with_capacity(iterations);
         let mut timeouts = 0;
         for i in 0..warmup + iterations {
-            let gap = rng.below(max_gap_ns.saturating_add(1));
+            let gap = min_gap_ns + rng.below((max_gap_ns - min_gap_ns).saturating_add(1));
             if gap > 0 {
                 std::thread::sleep(Duration::from_nanos(gap));
             }

@@ -27,6 +27,7 @@ pub struct Config {
     pub iterations: usize,
     pub global_iterations: usize,
     pub warmup: usize,
+    pub min_gap_ns: u64,
     pub max_gap_ns: u64,
     /// "started" (by the benchmark, default tracepoints) or "external".
     pub daemon: &'static str,
@@ -548,6 +549,7 @@ mod tests {
                 iterations: 1,
                 global_iterations: 1,
                 warmup: 0,
+                min_gap_ns: 0,
                 max_gap_ns: 0,
                 daemon: "external",
                 daemon_binary: None,
