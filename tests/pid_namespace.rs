@@ -21,7 +21,11 @@ fn bpf_exempts_the_daemons_own_tasks_by_their_kernel_tgids() {
     let helper = daemon.helper_pid();
 
     let ns = |pid: i32| std::fs::read_link(format!("/proc/{pid}/ns/pid")).unwrap();
-    assert_ne!(ns(publisher), ns(std::process::id() as i32), "not in a new pid namespace");
+    assert_ne!(
+        ns(publisher),
+        ns(std::process::id() as i32),
+        "not in a new pid namespace"
+    );
     // Outermost first: the host's pid, then the namespace's (barrierd is its
     // pid 1, the helper its first child).
     let (publisher_pids, helper_pids) = (common::ns_pids(publisher), common::ns_pids(helper));

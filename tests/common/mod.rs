@@ -34,9 +34,15 @@ pub fn unprivileged_reason() -> Option<String> {
 /// False (after printing why) when the test should skip; panics instead when
 /// BARRIERD_REQUIRE_PRIVILEGED=1.
 pub fn privileged(test: &str) -> bool {
-    let Some(reason) = unprivileged_reason() else {
-        return true;
-    };
+    match unprivileged_reason() {
+        None => true,
+        Some(reason) => skip(test, &reason),
+    }
+}
+
+/// Prints why `test` skips and returns false; panics instead when
+/// BARRIERD_REQUIRE_PRIVILEGED=1.
+pub fn skip(test: &str, reason: &str) -> bool {
     if std::env::var("BARRIERD_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
         panic!("{test}: privileged test cannot run ({reason}) and BARRIERD_REQUIRE_PRIVILEGED=1");
     }
@@ -217,8 +223,10 @@ impl Daemon {
         self.namespace_init.unwrap_or_else(|| self.pid())
     }
 
+    /// Signals the publisher (unshare, for a daemon in its own pid
+    /// namespace, would not pass it on).
     pub fn signal(&self, signal: nix::sys::signal::Signal) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), signal).unwrap();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.publisher_pid()), signal).unwrap();
     }
 
     /// Waits for exit with a generous timeout; panics if it does not exit.
@@ -397,20 +405,19 @@ pub fn ensure_tracefs() -> &'static Path {
     root
 }
 
-/// The helper's BPF `.bss` as bpftool formats it with BTF (field names of
-/// bpf/barrierd.bpf.c and bpf/barrierd_shared.h): what BPF itself holds, not
-/// what the daemon publishes. Found through the helper's own descriptors, so
-/// that other daemons' programs are not mistaken for it.
-pub fn helper_bss(helper_pid: i32) -> serde_json::Value {
-    let bpftool = |args: &[&str]| -> serde_json::Value {
-        let output = Command::new("bpftool")
-            .args(args)
-            .arg("-j")
-            .output()
-            .expect("running bpftool (scripts/setup installs it)");
-        assert!(output.status.success(), "bpftool {args:?}: {output:?}");
-        serde_json::from_slice(&output.stdout).unwrap()
-    };
+fn bpftool(args: &[&str]) -> serde_json::Value {
+    let output = Command::new("bpftool")
+        .args(args)
+        .arg("-j")
+        .output()
+        .expect("running bpftool (scripts/setup installs it)");
+    assert!(output.status.success(), "bpftool {args:?}: {output:?}");
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// The id of the helper's BPF `.bss` map, found through the helper's own
+/// descriptors, so that other daemons' programs are not mistaken for it.
+pub fn helper_bss_id(helper_pid: i32) -> String {
     let fdinfo = std::fs::read_dir(format!("/proc/{helper_pid}/fdinfo")).unwrap();
     for entry in fdinfo {
         let text = std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default();
@@ -425,20 +432,83 @@ pub fn helper_bss(helper_pid: i32) -> serde_json::Value {
             .as_str()
             .is_some_and(|name| name.ends_with(".bss"))
         {
-            let dump = bpftool(&["map", "dump", "id", id]);
-            let sections = dump[0]["formatted"]["value"][".bss"]
-                .as_array()
-                .cloned()
-                .or_else(|| dump[0]["value"][".bss"].as_array().cloned())
-                .expect("bpftool's dump of .bss has its BTF layout");
-            let mut bss = serde_json::Map::new();
-            for section in sections {
-                bss.extend(section.as_object().unwrap().clone());
-            }
-            return serde_json::Value::Object(bss);
+            return id.to_owned();
         }
     }
     panic!("helper {helper_pid} holds no .bss map");
+}
+
+/// The helper's BPF `.bss` as bpftool formats it with BTF (field names of
+/// bpf/barrierd.bpf.c and bpf/barrierd_shared.h): what BPF itself holds, not
+/// what the daemon publishes.
+pub fn helper_bss(helper_pid: i32) -> serde_json::Value {
+    let dump = bpftool(&["map", "dump", "id", &helper_bss_id(helper_pid)]);
+    let sections = dump[0]["formatted"]["value"][".bss"]
+        .as_array()
+        .cloned()
+        .or_else(|| dump[0]["value"][".bss"].as_array().cloned())
+        .expect("bpftool's dump of .bss has its BTF layout");
+    let mut bss = serde_json::Map::new();
+    for section in sections {
+        bss.extend(section.as_object().unwrap().clone());
+    }
+    serde_json::Value::Object(bss)
+}
+
+/// The byte offset of variable `name` in the helper's `.bss` (the compiler
+/// orders variables as it likes; BTF says where each went).
+pub fn helper_bss_offset(helper_pid: i32, name: &str) -> usize {
+    let id = helper_bss_id(helper_pid);
+    let btf = bpftool(&["map", "show", "id", &id])["btf_id"].to_string();
+    let output = Command::new("bpftool")
+        .args(["btf", "dump", "id", &btf])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(output.stdout).unwrap();
+    let needle = format!("(VAR '{name}')");
+    let line = text
+        .lines()
+        .find(|l| l.contains(&needle) && l.contains("offset="))
+        .unwrap_or_else(|| panic!("no {needle} in the .bss BTF"));
+    line.split("offset=")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// The helper's `.bss`, mapped writable: for tests that put BPF memory into
+/// a state that only an event the kernel does not trace would leave.
+pub fn map_helper_bss(helper_pid: i32) -> memmap2::MmapRaw {
+    let id: u32 = helper_bss_id(helper_pid).parse().unwrap();
+    // union bpf_attr for BPF_MAP_GET_FD_BY_ID: map_id, next_id, open_flags.
+    let attr = [id, 0, 0, 0];
+    // SAFETY: BPF_MAP_GET_FD_BY_ID (14) reads `attr`, valid for its size.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            14,
+            attr.as_ptr(),
+            std::mem::size_of_val(&attr),
+        )
+    };
+    assert!(
+        fd >= 0,
+        "BPF_MAP_GET_FD_BY_ID {id}: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: the kernel just gave us this descriptor.
+    let map = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
+    let value_size = bpftool(&["map", "show", "id", &id.to_string()])["bytes_value"]
+        .as_u64()
+        .unwrap();
+    memmap2::MmapOptions::new()
+        .len(value_size as usize)
+        .map_raw(&map)
+        .unwrap()
 }
 
 /// A process's pids, outermost pid namespace first (/proc/PID/status NSpid).
@@ -447,4 +517,21 @@ pub fn ns_pids(pid: i32) -> Vec<i64> {
         .split_whitespace()
         .map(|p| p.parse().unwrap())
         .collect()
+}
+
+/// False (after printing why) when fewer than `count` CPUs are usable, so
+/// that a test needing them skips; panics instead when
+/// BARRIERD_REQUIRE_PRIVILEGED=1, exactly as [`privileged`] does.
+pub fn enough_cpus(test: &str, count: usize) -> bool {
+    let online = online_cpus();
+    online >= count || skip(test, &format!("needs {count} usable CPUs, has {online}"))
+}
+
+#[macro_export]
+macro_rules! require_cpus {
+    ($count:expr) => {
+        if !common::enough_cpus(module_path!(), $count) {
+            return;
+        }
+    };
 }
