@@ -93,6 +93,14 @@ struct Args {
         default_value = "idle,busy,mixed"
     )]
     scenarios: Vec<Scenario>,
+    /// Methods to measure in each scenario, comma-separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "barrierd-ns,barrierd-vtime,membarrier-global,membarrier-private-expedited,mprotect"
+    )]
+    methods: Vec<Method>,
 }
 
 /// How long the daemon may take to publish after being started.
@@ -214,7 +222,11 @@ fn run(args: &Args) -> anyhow::Result<()> {
         std::thread::sleep(SETTLE);
         let start = meter.read();
         let mut results = Vec::new();
-        for (m, method) in Method::ALL.into_iter().enumerate() {
+        let chosen = Method::ALL
+            .into_iter()
+            .enumerate()
+            .filter(|(_, method)| args.methods.contains(method));
+        for (m, method) in chosen {
             let n = match method {
                 Method::MembarrierGlobal => global_iterations,
                 _ => iterations,

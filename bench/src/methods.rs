@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::sys::{Membarrier, MprotectPage, SysError};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Method {
     /// `Barrierd::heavy_barrier`: fence, T = CLOCK_MONOTONIC, wait until
