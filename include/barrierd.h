@@ -23,7 +23,8 @@
  *
  * Wait by FUTEX_WAIT (shared) on the word, as barrierd_wait does: that
  * is how the daemon knows someone waits, and publishes promptly. While no
- * client waits, the words advance only about every 200 ms.
+ * client waits, a barrier's word passes T within 200 ms of every CPU
+ * having done so, not at once.
  */
 #ifndef BARRIERD_H
 #define BARRIERD_H

@@ -50,9 +50,10 @@ pub enum OpenError {
 /// Splitting [`Barrierd::heavy_barrier`] into [`BarrierTicket::begin`] and
 /// [`Barrierd::try_complete`] lets a caller that must not block (an async
 /// task, a reclamation queue) start barriers early and poll them later.
-/// While no client of the daemon waits, polling sees the minimum advance
-/// about every 200 ms: the daemon publishes promptly for waiters (a client
-/// blocked in a shared futex wait, as [`Barrierd::wait_ns`] does).
+/// While no client of the daemon waits, a polled ticket completes within
+/// 200 ms of every CPU passing it, not at once: the daemon publishes
+/// promptly for waiters (a client blocked in a shared futex wait, as
+/// [`Barrierd::wait_ns`] does).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct BarrierTicket {
     t_ns: u64,
@@ -285,8 +286,8 @@ impl Barrierd {
     /// The fast path: one load and a compare, no syscall. A `true` stays
     /// true. Follow it with an acquire fence before relying on other
     /// threads' stores, or use [`Barrierd::try_complete`], which does.
-    /// Polled alone, it sees the minimum advance about every 200 ms while
-    /// no client waits (see [`BarrierTicket`]). It does not check the file's
+    /// Polled alone, it sees the minimum advance within 200 ms while no
+    /// client waits (see [`BarrierTicket`]). It does not check the file's
     /// boot: see [`Barrierd::open_even_if_stopped`].
     #[inline]
     pub fn passed_ns(&self, t_ns: u64) -> bool {
@@ -312,8 +313,8 @@ impl Barrierd {
     /// thread: in async code, poll [`Barrierd::passed_ns`] instead (slower to
     /// see progress when nothing else waits), or call this from a
     /// blocking-task pool. The futex wait is what tells the daemon that
-    /// someone waits: a wait that sleeps some other way is served about
-    /// every 200 ms.
+    /// someone waits: a wait that sleeps some other way is served within
+    /// 200 ms.
     pub fn wait_ns(&self, t_ns: u64, timeout: Duration) -> Result<u64, WaitError> {
         wait::wait_above(self, word::LAST_INTERRUPT_NS, t_ns, timeout)
     }
