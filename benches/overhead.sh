@@ -105,7 +105,7 @@ prog_stats() {
 import json, sys
 others = set(sys.argv[1].split())
 for p in json.load(sys.stdin):
-    if str(p["id"]) not in others and p["name"] in ("on_kernel_entry", "on_sched_switch"):
+    if str(p["id"]) not in others and p["name"] in ("on_kernel_entry", "on_sched_switch", "on_cpu_idle"):
         print(p["name"], p.get("run_time_ns", 0), p.get("run_cnt", 0))' "$others"
 }
 wakes() { awk '/^voluntary_ctxt_switches/ {print $2}' "/proc/$helper/status"; }
