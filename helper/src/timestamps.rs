@@ -120,10 +120,11 @@ impl<'bss> Timestamps<'bss> {
 
     /// Reads every CPU into `out`, which holds the previous values: each
     /// entry only ever grows. A busy CPU counts as up to date at its latest
-    /// event less [`CLOCK_MARGIN_NS`]. A quiescent CPU counts as up to date at `now`,
-    /// the clock read *before* its flag: if the flag is still set after the
-    /// fence, the CPU has run no client code since before `now`, and leaving
-    /// quiescence (a fully ordered exchange) precedes any client code it runs.
+    /// event less [`CLOCK_MARGIN_NS`]. A quiescent CPU counts as up to date
+    /// at `now`, the clock read *before* its flag: if the flag is still set
+    /// after the fence, the CPU has run no client code since before `now`,
+    /// and leaving quiescence (a fully ordered exchange) precedes any client
+    /// code it runs.
     ///
     /// Returns the watermark this reading calls for: the minimum over busy
     /// CPUs, and whether none was busy (then the minimum is `now`).
