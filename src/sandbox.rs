@@ -157,8 +157,9 @@ pub fn policy(socket: RawFd, signals: RawFd, notify: Option<RawFd>, prod: bool) 
         ),
         // Logs and the SIGSYS reporter, to stderr only.
         Allow::when("write", [fd(2)]),
-        // The vDSO's fallback when the clock source has no fast path.
-        Allow::any("clock_gettime"),
+        // The vDSO's fallback when the clock source has no fast path; the
+        // only clock we read.
+        Allow::when("clock_gettime", [Arg::Eq(0, libc::CLOCK_MONOTONIC as u64)]),
         // Decoded snapshots and log lines allocate: heap growth only, never
         // executable memory.
         Allow::any("brk"),
@@ -182,10 +183,16 @@ pub fn policy(socket: RawFd, signals: RawFd, notify: Option<RawFd>, prod: bool) 
         table.push(Allow::when("sched_setaffinity", [Arg::Eq(0, 0)]));
     }
     if let Some(notify) = notify {
-        // Readiness and stopping, to the service manager's socket only.
+        // Readiness and stopping, to the service manager's socket only: the
+        // descriptor is connected, and no other address may be given.
         table.push(Allow::when(
             "sendto",
-            [fd(notify), Arg::Eq(3, libc::MSG_NOSIGNAL as u64)],
+            [
+                fd(notify),
+                Arg::Eq(3, libc::MSG_NOSIGNAL as u64),
+                Arg::Eq(4, 0),
+                Arg::Eq(5, 0),
+            ],
         ));
     }
     table
@@ -206,6 +213,10 @@ pub fn lock_down(
 #[cfg(test)]
 #[allow(unsafe_code)]
 mod tests {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    use std::path::Path;
+
     use barrierd_privsep::seccomp::run_confined_child;
 
     use super::*;
@@ -256,6 +267,102 @@ mod tests {
                 libc::sched_setaffinity(parent, size, &set);
             },
         )
+    }
+
+    /// Sends one datagram on `fd`, connected, then one to another socket's
+    /// address, under the publisher's policy with `fd` as the notify socket.
+    fn notify_then_send_elsewhere(fd: RawFd, elsewhere: &Path) -> (i32, String) {
+        // SAFETY: all-zero is a valid sockaddr_un.
+        let mut address: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+        address.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        for (slot, byte) in address
+            .sun_path
+            .iter_mut()
+            .zip(elsewhere.as_os_str().as_bytes())
+        {
+            *slot = *byte as libc::c_char;
+        }
+        run_confined_child(
+            || lock_down(3, 4, Some(fd), false).unwrap_or_else(|_| exit(2)),
+            // SAFETY: valid buffers and address for the calls' duration.
+            || unsafe {
+                let sent = libc::sendto(
+                    fd,
+                    c"READY=1".as_ptr().cast(),
+                    7,
+                    libc::MSG_NOSIGNAL,
+                    std::ptr::null(),
+                    0,
+                );
+                if sent == 7 {
+                    libc::write(2, c"notified\n".as_ptr().cast(), 9);
+                }
+                libc::sendto(
+                    fd,
+                    c"X".as_ptr().cast(),
+                    1,
+                    libc::MSG_NOSIGNAL,
+                    (&address as *const libc::sockaddr_un).cast(),
+                    std::mem::size_of_val(&address) as libc::socklen_t,
+                );
+                libc::write(2, c"sent elsewhere\n".as_ptr().cast(), 15);
+            },
+        )
+    }
+
+    #[test]
+    fn notify_datagrams_go_to_the_service_manager_only() {
+        let dir = std::env::temp_dir().join(format!("barrierd-notify-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        let manager = std::os::unix::net::UnixDatagram::bind(dir.join("manager")).unwrap();
+        let other = std::os::unix::net::UnixDatagram::bind(dir.join("other")).unwrap();
+        other.set_nonblocking(true).unwrap();
+        let notify = std::os::unix::net::UnixDatagram::unbound().unwrap();
+        notify.connect(dir.join("manager")).unwrap();
+        let (status, stderr) = notify_then_send_elsewhere(notify.as_raw_fd(), &dir.join("other"));
+        let mut buf = [0u8; 16];
+        let received = manager.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..received], b"READY=1");
+        assert!(
+            other.recv(&mut buf).is_err(),
+            "a datagram reached another socket"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(
+            libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGSYS,
+            "status {status:#x}, stderr {stderr:?}"
+        );
+        assert!(stderr.contains("notified"), "{stderr:?}");
+        assert!(
+            stderr.contains("forbidden system call sendto"),
+            "{stderr:?}"
+        );
+        assert!(!stderr.contains("sent elsewhere"), "{stderr:?}");
+    }
+
+    #[test]
+    fn only_the_monotonic_clock_may_be_read() {
+        let (status, stderr) = run_confined_child(
+            || lock_down(3, 4, None, false).unwrap_or_else(|_| exit(2)),
+            // SAFETY: `ts` is valid for writes; raw syscalls bypass the vDSO.
+            || unsafe {
+                let mut ts: libc::timespec = std::mem::zeroed();
+                if libc::syscall(libc::SYS_clock_gettime, libc::CLOCK_MONOTONIC, &mut ts) == 0 {
+                    libc::write(2, c"monotonic\n".as_ptr().cast(), 10);
+                }
+                libc::syscall(libc::SYS_clock_gettime, libc::CLOCK_REALTIME, &mut ts);
+                libc::write(2, c"realtime\n".as_ptr().cast(), 9);
+            },
+        );
+        assert!(
+            libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGSYS,
+            "status {status:#x}, stderr {stderr:?}"
+        );
+        assert!(
+            stderr.contains("monotonic") && !stderr.contains("realtime"),
+            "{stderr:?}"
+        );
     }
 
     #[test]

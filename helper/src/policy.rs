@@ -19,8 +19,9 @@ pub fn steady_state(socket: RawFd, epoll: RawFd) -> Vec<Allow> {
             "sendto",
             [fd(socket), Arg::Eq(3, libc::MSG_NOSIGNAL as u64)],
         ),
-        // The vDSO's fallback when the clock source has no fast path.
-        Allow::any("clock_gettime"),
+        // The vDSO's fallback when the clock source has no fast path; the
+        // only clock we read.
+        Allow::when("clock_gettime", [Arg::Eq(0, libc::CLOCK_MONOTONIC as u64)]),
         // Error messages and the SIGSYS reporter, to stderr only.
         Allow::when("write", [fd(2)]),
         // Rust's std locks (stderr) use private futexes if ever contended.
@@ -212,6 +213,26 @@ mod tests {
         );
         assert!(
             stderr.contains("forbidden system call bpf (321)"),
+            "{stderr:?}"
+        );
+    }
+
+    #[test]
+    fn reading_another_clock_kills_the_helper() {
+        let (status, stderr) = run_confined_child(
+            || install("barrierd-helper", &steady_state(3, 4)).unwrap(),
+            // SAFETY: `ts` is valid for writes; trapped before it runs.
+            || unsafe {
+                let mut ts: libc::timespec = std::mem::zeroed();
+                libc::syscall(libc::SYS_clock_gettime, libc::CLOCK_REALTIME, &mut ts);
+            },
+        );
+        assert!(
+            killed_by_sigsys(status),
+            "status {status:#x}, stderr {stderr:?}"
+        );
+        assert!(
+            stderr.contains("forbidden system call clock_gettime"),
             "{stderr:?}"
         );
     }
