@@ -4,7 +4,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -16,6 +16,8 @@ const HELPER_SOCKET_FD: i32 = 3;
 pub enum LaunchError {
     #[error("helper {0} not found or not executable; build it with `cargo build --release --workspace` (it belongs next to barrierd) or pass --helper PATH")]
     Missing(PathBuf),
+    #[error("helper {path}: {why}; refusing to run it as root (install it, and every directory above it, owned by root and not writable by group or others)")]
+    Untrusted { path: PathBuf, why: String },
     #[error("locating our own executable: {0}")]
     SelfPath(#[source] io::Error),
     #[error("starting helper {path}: {source}")]
@@ -35,9 +37,48 @@ pub fn helper_path(explicit: Option<&Path>) -> Result<PathBuf, LaunchError> {
             .with_file_name("barrierd-helper"),
     };
     match path.metadata() {
-        Ok(meta) if meta.is_file() && meta.permissions().mode() & 0o111 != 0 => Ok(path),
-        _ => Err(LaunchError::Missing(path)),
+        Ok(meta) if meta.is_file() && meta.permissions().mode() & 0o111 != 0 => {}
+        _ => return Err(LaunchError::Missing(path)),
     }
+    check_trusted(&path)?;
+    Ok(path)
+}
+
+/// We run the helper as root: only root may have been able to write it, or
+/// to replace it or any directory on its way (a sticky directory such as
+/// /tmp is fine: others cannot replace root's entries in it). Checked on the
+/// resolved path, after which nobody else can change what it names.
+fn check_trusted(path: &Path) -> Result<(), LaunchError> {
+    let untrusted = |why: String| LaunchError::Untrusted {
+        path: path.to_owned(),
+        why,
+    };
+    let resolved = path
+        .canonicalize()
+        .map_err(|e| untrusted(format!("cannot resolve it: {e}")))?;
+    for (i, component) in resolved.ancestors().enumerate() {
+        let meta = component
+            .metadata()
+            .map_err(|e| untrusted(format!("{}: {e}", component.display())))?;
+        let what = if i == 0 { "it" } else { "directory" };
+        if meta.uid() != 0 {
+            return Err(untrusted(format!(
+                "{what} {} is owned by uid {}",
+                component.display(),
+                meta.uid()
+            )));
+        }
+        let mode = meta.mode();
+        let sticky_directory = i > 0 && mode & libc::S_ISVTX != 0;
+        if mode & 0o022 != 0 && !sticky_directory {
+            return Err(untrusted(format!(
+                "{what} {} has mode {:o}: others may write it",
+                component.display(),
+                mode & 0o7777
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Starts the helper with an empty environment, stdin and stdout on

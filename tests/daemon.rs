@@ -538,6 +538,40 @@ fn missing_helper_is_refused() {
 }
 
 #[test]
+fn a_helper_others_could_have_written_is_refused() {
+    require_privileged!();
+    use std::os::unix::fs::{chown, PermissionsExt};
+    let dir = TempDir::new("untrustedhelper");
+    let path = dir.join("pub");
+    let helper = dir.join("barrierd-helper");
+    std::fs::copy(common::helper_bin(), &helper).unwrap();
+    let set_mode = |p: &std::path::Path, mode| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    let start = |expected: &str| {
+        assert_fails(
+            &[path.to_str().unwrap(), "--helper", helper.to_str().unwrap()],
+            1,
+            expected,
+        );
+        assert!(!path.exists(), "a refused start must not create the file");
+    };
+    set_mode(&helper, 0o777);
+    start("has mode 777: others may write it; refusing to run it as root");
+    set_mode(&helper, 0o755);
+    chown(&helper, Some(65534), None).unwrap();
+    start("is owned by uid 65534");
+    chown(&helper, Some(0), None).unwrap();
+    set_mode(&dir.0, 0o777);
+    start(&format!("directory {} has mode 777", dir.0.display()));
+    set_mode(&dir.0, 0o755);
+    // As installed: root's, 0755, in root's 0755 directory (under sticky /tmp).
+    let daemon = Daemon::start(&path, &["--helper", helper.to_str().unwrap()]);
+    let (status, stderr) = daemon.stop();
+    assert!(status.success(), "{stderr}");
+}
+
+#[test]
 fn non_root_start_is_refused() {
     require_privileged!();
     let dir = TempDir::new("nonroot");
