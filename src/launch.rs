@@ -18,6 +18,8 @@ pub enum LaunchError {
     Missing(PathBuf),
     #[error("helper {path}: {why}; refusing to run it as root (install it, and every directory above it, owned by root and not writable by group or others)")]
     Untrusted { path: PathBuf, why: String },
+    #[error("closing inherited descriptors (close_range, Linux 5.9+): {0}")]
+    CloseInherited(#[source] io::Error),
     #[error("locating our own executable: {0}")]
     SelfPath(#[source] io::Error),
     #[error("starting helper {path}: {source}")]
@@ -26,6 +28,17 @@ pub enum LaunchError {
         #[source]
         source: io::Error,
     },
+}
+
+/// Closes every descriptor above stderr that whoever started us left open
+/// without close-on-exec: none is ours, and through us one would reach the
+/// root helper, or the publisher past its sandbox. First thing at start.
+pub fn close_inherited_descriptors() -> Result<(), LaunchError> {
+    // SAFETY: close_range on descriptors nothing in this process uses yet.
+    if unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) } != 0 {
+        return Err(LaunchError::CloseInherited(io::Error::last_os_error()));
+    }
+    Ok(())
 }
 
 /// `explicit`, or `barrierd-helper` next to the running executable.
@@ -93,7 +106,8 @@ pub fn spawn(helper: &Path, tracepoints: &[String], socket: OwnedFd) -> Result<C
         .stdin(Stdio::null())
         .stdout(Stdio::null());
     // SAFETY: the closure runs in the forked child before exec and only makes
-    // async-signal-safe calls (dup2, fcntl, prctl, getppid, _exit).
+    // async-signal-safe calls (dup2, fcntl, close_range, prctl, getppid,
+    // _exit).
     unsafe {
         command.pre_exec(move || {
             if socket_fd == HELPER_SOCKET_FD {
@@ -102,6 +116,18 @@ pub fn spawn(helper: &Path, tracepoints: &[String], socket: OwnedFd) -> Result<C
                     return Err(io::Error::last_os_error());
                 }
             } else if libc::dup2(socket_fd, HELPER_SOCKET_FD) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // Only the socket crosses exec: everything above it closes then
+            // (close-on-exec, not closed now: std's pipe that reports a
+            // failed exec is among them).
+            if libc::syscall(
+                libc::SYS_close_range,
+                (HELPER_SOCKET_FD + 1) as u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            ) != 0
+            {
                 return Err(io::Error::last_os_error());
             }
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {

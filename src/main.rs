@@ -98,6 +98,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
+    launch::close_inherited_descriptors()?;
     if !nix::unistd::geteuid().is_root() {
         anyhow::bail!(
             "barrierd must be started as root: its helper loads a BPF program (the publisher then drops to --user {})",

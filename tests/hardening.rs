@@ -324,3 +324,39 @@ fn mapped_file_stays_consistent_across_kills_and_restarts() {
     reader.join().expect("the reader saw an inconsistent file");
     assert!(samples.load(Ordering::Relaxed) > 100);
 }
+
+#[test]
+fn descriptors_inherited_without_cloexec_reach_neither_process() {
+    require_privileged!();
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let dir = TempDir::new("inherited");
+    let path = dir.join("pub");
+    let secret = dir.join("secret");
+    std::fs::write(&secret, "root's").unwrap();
+    let file = std::fs::File::open(&secret).unwrap();
+    let raw = file.as_raw_fd();
+    let mut command = std::process::Command::new(common::barrierd_bin());
+    // SAFETY: dup2 is async-signal-safe; fd 9 is then open in barrierd
+    // without close-on-exec, as a careless parent would leave it.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::dup2(raw, 9) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let daemon = Daemon::start_command(command, &path, &[]);
+    for pid in [daemon.publisher_pid(), daemon.helper_pid()] {
+        let open: Vec<_> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .filter_map(|entry| std::fs::read_link(entry.unwrap().path()).ok())
+            .collect();
+        assert!(
+            !open.contains(&secret),
+            "process {pid} holds the inherited {}: {open:?}",
+            secret.display()
+        );
+    }
+}

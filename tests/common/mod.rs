@@ -184,6 +184,16 @@ impl Daemon {
         daemon
     }
 
+    /// Starts `COMMAND PATH ARGS...` (barrierd, set up by the caller) and
+    /// waits for "Setup complete.".
+    pub fn start_command(command: Command, path: &Path, args: &[&str]) -> Daemon {
+        let daemon = Self::spawn_command(command, path, args, &[]);
+        if !daemon.stderr.wait_for("Setup complete.", STARTUP_TIMEOUT) {
+            panic!("daemon did not complete setup:\n{}", daemon.stderr.text());
+        }
+        daemon
+    }
+
     fn spawn_command(
         mut command: Command,
         path: &Path,
