@@ -145,7 +145,11 @@ fn run() -> Result<Infallible, Error> {
     // record whether it is quiescent) now.
     let online = barrierd_privsep::cpus::online_cpus().map_err(Error::PossibleCpus)?;
     timestamps.mark_offline((0..ncpu).filter(|cpu| !online.contains(cpu)));
-    policy::visit(&online).map_err(Error::Visit)?;
+    for cpu in policy::visit(&online, ncpu).map_err(Error::Visit)? {
+        eprintln!(
+            "barrierd-helper: CPU {cpu} went offline or is outside our cpuset; it records its state at its next event"
+        );
+    }
     let mut ring = RingBufferBuilder::new();
     ring.add(&skel.maps.wakeups, |_| 0)
         .map_err(bpf("adding the wake-up ring buffer"))?;
