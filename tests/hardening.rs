@@ -360,3 +360,39 @@ fn descriptors_inherited_without_cloexec_reach_neither_process() {
         );
     }
 }
+
+/// contrib/barrierd.service as systemd reads it: `systemd-analyze verify`
+/// (which also checks that ExecStart exists) reports nothing.
+#[test]
+fn the_systemd_unit_verifies() {
+    let Ok(version) = std::process::Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+    else {
+        common::skip(module_path!(), "systemd-analyze is not installed");
+        return;
+    };
+    assert!(version.status.success());
+    let dir = TempDir::new("unit");
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/barrierd.service"),
+    )
+    .unwrap()
+    .replace(
+        "/usr/local/bin/barrierd",
+        common::barrierd_bin().to_str().unwrap(),
+    );
+    let path = dir.join("barrierd.service");
+    std::fs::write(&path, unit).unwrap();
+    let output = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&output.stderr).into_owned()
+        + &String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && report.trim().is_empty(),
+        "{report}"
+    );
+}
