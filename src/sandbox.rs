@@ -72,7 +72,8 @@ fn step(what: &'static str) -> impl FnOnce(nix::Error) -> SandboxError {
 }
 
 /// Becomes `account` for good: no supplementary groups, every uid and gid
-/// its own, every capability set (bounding and ambient included) empty.
+/// its own, every capability set (bounding and ambient included) empty, and
+/// not dumpable.
 pub fn drop_privileges(account: &Account) -> Result<(), SandboxError> {
     // Needs CAP_SETPCAP, so before the uid change.
     caps::clear(None, CapSet::Bounding)?;
@@ -110,6 +111,13 @@ pub fn drop_privileges(account: &Account) -> Result<(), SandboxError> {
     }
     if unistd::setuid(Uid::from_raw(0)).is_ok() {
         return Err(SandboxError::NotDropped("setuid(0) succeeded"));
+    }
+    // Other processes of the account (it may be shared) could otherwise
+    // ptrace us or read our /proc files; set after the uid change, which
+    // resets it.
+    nix::sys::prctl::set_dumpable(false).map_err(step("PR_SET_DUMPABLE"))?;
+    if nix::sys::prctl::get_dumpable().map_err(step("PR_GET_DUMPABLE"))? {
+        return Err(SandboxError::NotDropped("still dumpable"));
     }
     Ok(())
 }

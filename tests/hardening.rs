@@ -396,3 +396,61 @@ fn the_systemd_unit_verifies() {
         "{report}"
     );
 }
+
+/// Restores fs.suid_dumpable on drop.
+struct SuidDumpable(String);
+
+impl SuidDumpable {
+    const PATH: &'static str = "/proc/sys/fs/suid_dumpable";
+
+    fn set(value: &str) -> Self {
+        let old = std::fs::read_to_string(Self::PATH).unwrap();
+        std::fs::write(Self::PATH, value).unwrap();
+        Self(old)
+    }
+}
+
+impl Drop for SuidDumpable {
+    fn drop(&mut self) {
+        let _ = std::fs::write(Self::PATH, self.0.trim());
+    }
+}
+
+/// The publisher runs as an account that other services may share: a
+/// process of that account must not read its /proc files (or ptrace it).
+/// The kernel makes a process that changed uid dumpable as
+/// fs.suid_dumpable says, and hosts that collect core dumps set that to 1
+/// or 2: with 1, only barrierd's own PR_SET_DUMPABLE(0) after the drop
+/// keeps it closed. The helper is not dumpable either.
+#[test]
+fn another_process_of_the_account_cannot_inspect_the_publisher() {
+    require_privileged!();
+    let dir = TempDir::new("dumpable");
+    let path = dir.join("pub");
+    let daemon = {
+        let _dumpable = SuidDumpable::set("1");
+        Daemon::start(&path, &[])
+    };
+    let publisher = daemon.publisher_pid();
+    assert_eq!(
+        common::proc_status(publisher)["Uid"]
+            .split_whitespace()
+            .next(),
+        Some("65534")
+    );
+    let output = std::process::Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "cat"])
+        .arg(format!("/proc/{publisher}/environ"))
+        .output()
+        .unwrap();
+    assert!(
+        !output.status.success(),
+        "a process of the publisher's account read its environ: {output:?}"
+    );
+    for pid in [publisher, daemon.helper_pid()] {
+        let owner = std::fs::metadata(format!("/proc/{pid}/environ"))
+            .unwrap()
+            .uid();
+        assert_eq!(owner, 0, "/proc/{pid} belongs to uid {owner}: dumpable");
+    }
+}

@@ -57,6 +57,8 @@ enum Error {
     Epoll(#[source] io::Error),
     #[error("sending to the publisher: {0}")]
     Send(#[source] IpcError),
+    #[error("PR_SET_DUMPABLE: {0}")]
+    NotDumpable(#[source] io::Error),
     #[error("seccomp: {0}")]
     Seccomp(#[from] barrierd_privsep::seccomp::SeccompError),
 }
@@ -86,6 +88,7 @@ fn run() -> Result<Infallible, Error> {
     // Ctrl-C and `systemctl stop` signal the whole group: the publisher alone
     // decides when to stop, and we follow when it hangs up.
     policy::ignore_stop_signals();
+    policy::not_dumpable().map_err(Error::NotDumpable)?;
     let tracepoints: Vec<String> = env::args().skip(1).collect();
     if tracepoints.is_empty() {
         return Err(Error::Usage);
