@@ -43,7 +43,6 @@ struct task_struct {
 #define TASK_FREEZABLE 0x00002000	/* include/linux/sched.h */
 #define PWR_EVENT_EXIT 0xffffffffU	/* include/trace/events/power.h */
 
-
 #if defined(__TARGET_ARCH_x86)
 /* A blocked task's syscall number and arguments, as it entered the kernel. */
 struct pt_regs {

@@ -16,9 +16,8 @@
 /*
  * A CPU that owes the helper a signal sends it at once when it settles
  * (switches to its idle task or a kernel thread, or enters the idle loop)
- * or when its events are
- * sparse (its previous one is at least this old: ticks are >= 1 ms apart at
- * HZ <= 1000); under a storm of events, at its first one in a later jiffy
+ * or when its events are sparse (its previous one is at least this old:
+ * ticks are >= 1 ms apart at HZ <= 1000); under a storm of events, at its first one in a later jiffy
  * than the latest signal. That bounds the helper's wake-ups to about HZ per
  * second however dense the events, and still reports every CPU within a
  * tick.

@@ -6,7 +6,7 @@
 //! latest kernel entry is older than the bound is made to enter the kernel:
 //! the publisher moves itself onto that CPU (so that it switches to us, an
 //! event BPF records and signals) and back. Off by default: it is the
-//! daemon's only timer, and it moves the daemon around.
+//! publisher's only timer, and it moves the daemon around.
 
 use std::time::Duration;
 

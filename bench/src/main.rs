@@ -93,13 +93,8 @@ struct Args {
         default_value = "idle,busy,mixed"
     )]
     scenarios: Vec<Scenario>,
-    /// Methods to measure in each scenario, comma-separated.
-    #[arg(
-        long,
-        value_enum,
-        value_delimiter = ',',
-        default_value = "barrierd-ns,barrierd-vtime,membarrier-global,membarrier-private-expedited,mprotect"
-    )]
+    /// Methods to measure in each scenario, comma-separated [default: all].
+    #[arg(long, value_enum, value_delimiter = ',')]
     methods: Vec<Method>,
 }
 
@@ -225,7 +220,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
         let chosen = Method::ALL
             .into_iter()
             .enumerate()
-            .filter(|(_, method)| args.methods.contains(method));
+            .filter(|(_, method)| args.methods.is_empty() || args.methods.contains(method));
         for (m, method) in chosen {
             let n = match method {
                 Method::MembarrierGlobal => global_iterations,

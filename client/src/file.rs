@@ -260,10 +260,7 @@ impl Barrierd {
     /// [`BootId::current`]); [`BootId::UNKNOWN`] if one that did not record
     /// boots did.
     pub fn boot_id(&self) -> BootId {
-        BootId::from_words([
-            self.map.load(word::BOOT_ID_0),
-            self.map.load(word::BOOT_ID_1),
-        ])
+        wait::file_boot(self)
     }
 
     /// How many times a daemon has started publishing into this file.

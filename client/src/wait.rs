@@ -46,8 +46,12 @@ pub(crate) trait Words {
 /// this boot's id, so a reader that sees this boot's id and then loads
 /// another word (acquire loads) sees them reset or newer.
 pub(crate) fn same_boot(words: &(impl Words + ?Sized)) -> bool {
-    let file = BootId::from_words([words.load(word::BOOT_ID_0), words.load(word::BOOT_ID_1)]);
-    file == words.boot()
+    file_boot(words) == words.boot()
+}
+
+/// The boot recorded in the file's words.
+pub(crate) fn file_boot(words: &(impl Words + ?Sized)) -> BootId {
+    BootId::from_words([words.load(word::BOOT_ID_0), words.load(word::BOOT_ID_1)])
 }
 
 /// What the file says about its daemon, from its boot id, its `state` word

@@ -4,8 +4,9 @@
 //! tracepoint names as arguments. It loads and attaches bpf/barrierd.bpf.c,
 //! says hello, locks itself under its seccomp policy (src/policy.rs) and then
 //! for ever: sleeps until a CPU that may hold the minimum back signals (or a
-//! debt BPF deferred is due), reads every CPU's timestamp, sends a snapshot. It reads nothing from the
-//! publisher and exits (status 0) when the publisher hangs up.
+//! debt BPF deferred is due), reads every CPU's timestamp, sends a snapshot.
+//! It reads nothing from the publisher and exits (status 0) when the
+//! publisher hangs up.
 //!
 //! Exit status: 0 publisher gone; 1 setup or runtime error; 2 bad arguments.
 

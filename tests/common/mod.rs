@@ -151,11 +151,7 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `barrierd PATH ARGS...` and waits for "Setup complete.".
     pub fn start(path: &Path, args: &[&str]) -> Daemon {
-        let daemon = Self::spawn(path, args);
-        if !daemon.stderr.wait_for("Setup complete.", STARTUP_TIMEOUT) {
-            panic!("daemon did not complete setup:\n{}", daemon.stderr.text());
-        }
-        daemon
+        Self::start_command(Command::new(barrierd_bin()), path, args)
     }
 
     /// Starts the daemon without waiting for anything.
@@ -176,10 +172,7 @@ impl Daemon {
         unshare
             .args(["--pid", "--fork", "--kill-child"])
             .arg(barrierd_bin());
-        let mut daemon = Self::spawn_command(unshare, path, args, &[]);
-        if !daemon.stderr.wait_for("Setup complete.", STARTUP_TIMEOUT) {
-            panic!("daemon did not complete setup:\n{}", daemon.stderr.text());
-        }
+        let mut daemon = Self::start_command(unshare, path, args);
         daemon.namespace_init = Some(only_child(daemon.pid()));
         daemon
     }
