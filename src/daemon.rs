@@ -29,6 +29,8 @@ pub struct Config {
     /// Raw tracepoint names.
     pub tracepoints: Vec<String>,
     pub account: Account,
+    /// What the helper becomes after its setup.
+    pub helper_account: Account,
     pub helper: PathBuf,
     pub force: bool,
     /// Nice value for both processes.
@@ -142,7 +144,12 @@ pub fn run(config: Config) -> Result<Stopped, DaemonError> {
     }
     let notifier = Notifier::connect()?;
     let prodder = config.prod_after.map(Prodder::new).transpose()?;
-    let helper = launch::spawn(&config.helper, &config.tracepoints, helper_end)?;
+    let helper = launch::spawn(
+        &config.helper,
+        &config.helper_account,
+        &config.tracepoints,
+        helper_end,
+    )?;
     file.store(word::GENERATION, previous.generation + 1);
     file.store(word::DAEMON_PID, u64::from(std::process::id()));
     file.store(word::PRODS, 0);

@@ -1,5 +1,8 @@
 //! Finds and starts the privileged helper with its end of the socketpair on
-//! fd 3, tied to our life by PR_SET_PDEATHSIG.
+//! fd 3. It follows us by the socket: it exits when we hang up. Its
+//! PR_SET_PDEATHSIG covers only our root, unconfined start: once we run as
+//! another uid under Landlock's signal scope the kernel refuses that signal,
+//! and the helper's own credential change clears it.
 #![allow(unsafe_code)]
 
 use std::io;
@@ -8,6 +11,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+
+use crate::sandbox::Account;
 
 /// The helper's socket descriptor (helper/src/main.rs: SOCKET_FD).
 const HELPER_SOCKET_FD: i32 = 3;
@@ -95,12 +100,20 @@ fn check_trusted(path: &Path) -> Result<(), LaunchError> {
 }
 
 /// Starts the helper with an empty environment, stdin and stdout on
-/// /dev/null, our stderr, and `socket` as fd 3.
-pub fn spawn(helper: &Path, tracepoints: &[String], socket: OwnedFd) -> Result<Child, LaunchError> {
+/// /dev/null, our stderr, `socket` as fd 3, and the account it becomes once
+/// set up as its first argument (`UID:GID`, resolved here so that the root
+/// helper reads no account database).
+pub fn spawn(
+    helper: &Path,
+    account: &Account,
+    tracepoints: &[String],
+    socket: OwnedFd,
+) -> Result<Child, LaunchError> {
     let parent = std::process::id() as libc::pid_t;
     let socket_fd = socket.as_raw_fd();
     let mut command = Command::new(helper);
     command
+        .arg(format!("{}:{}", account.uid, account.gid))
         .args(tracepoints)
         .env_clear()
         .stdin(Stdio::null())

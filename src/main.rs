@@ -27,9 +27,11 @@ irq/softirq_entry, irq_vectors/local_timer_entry and sched/sched_switch.
 sched/sched_switch is always traced: it also tells when a CPU runs its idle
 task, a kernel thread or barrierd itself, which counts as up to date.
 
-Must be started as root: a privileged helper (barrierd-helper, next to this
-executable) loads the BPF program; this process then drops to --user, with no
-capabilities, under Landlock and seccomp, before it publishes anything.
+Must be started as root: a helper (barrierd-helper, next to this executable)
+loads and attaches the BPF program as root, then drops to --helper-user under
+seccomp; this process drops to --user, with no capabilities, under Landlock
+and seccomp, before it publishes anything. scripts/setup creates both
+accounts.
 Stop it with SIGTERM or SIGINT; the file is then marked stopped.
 
 Exit status:
@@ -47,9 +49,13 @@ struct Args {
     path: PathBuf,
     /// Tracepoints that count as kernel entries.
     tracepoints: Vec<String>,
-    /// Unprivileged user the publisher runs as.
-    #[arg(long, default_value = "nobody")]
+    /// Account the publisher runs as (unprivileged, barrierd's own).
+    #[arg(long, default_value = "barrierd")]
     user: String,
+    /// Account the helper becomes once its program is attached (unprivileged,
+    /// another than --user's).
+    #[arg(long, default_value = "barrierd-helper")]
+    helper_user: String,
     /// The privileged helper [default: barrierd-helper next to barrierd].
     #[arg(long)]
     helper: Option<PathBuf>,
@@ -114,12 +120,13 @@ fn run(args: Args) -> anyhow::Result<()> {
         .iter()
         .map(|spec| tracepoints::resolve(spec))
         .collect::<Result<Vec<_>, _>>()?;
-    let account = sandbox::lookup(&args.user)?;
+    let [account, helper_account] = sandbox::lookup_accounts(&args.user, &args.helper_user)?;
     let helper = launch::helper_path(args.helper.as_deref())?;
     let config = daemon::Config {
         path: args.path,
         tracepoints,
         account,
+        helper_account,
         helper,
         force: args.force,
         nice: args.nice,

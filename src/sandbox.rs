@@ -6,13 +6,13 @@
 
 use std::os::fd::RawFd;
 
+use barrierd_privsep::credentials;
 use barrierd_privsep::seccomp::{self, Allow, Arg};
-use caps::CapSet;
 use landlock::{
     Access, AccessFs, AccessNet, CompatLevel, Compatible, Ruleset, RulesetAttr, RulesetStatus,
     Scope, ABI,
 };
-use nix::unistd::{self, Gid, Uid, User};
+use nix::unistd::{Gid, Uid, User};
 
 /// Landlock rights required in full: ABI 6 (Linux 6.12) is the newest that
 /// adds rights the publisher can lose; later ABIs add none that it holds.
@@ -20,21 +20,16 @@ const LANDLOCK_ABI: ABI = ABI::V6;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
-    #[error("user {0:?} does not exist; pass an existing unprivileged user with --user")]
-    NoSuchUser(String),
-    #[error("--user {0:?} is root (uid 0); the publisher must run unprivileged")]
-    RootUser(String),
+    #[error("user {name:?} (--{flag}) does not exist: create barrierd's accounts with scripts/setup (or `systemd-sysusers contrib/barrierd.sysusers`), or name an existing unprivileged user with --{flag}")]
+    NoSuchUser { flag: &'static str, name: String },
+    #[error("--{flag} {name:?} has uid or gid 0; barrierd's processes must run unprivileged")]
+    RootUser { flag: &'static str, name: String },
+    #[error("--user and --helper-user are both {0:?} (uid {1}): give each process an account of its own, so that neither can signal or ptrace the other")]
+    SharedAccount(String, Uid),
     #[error("looking up user {user:?}: {source}")]
     Lookup { user: String, source: nix::Error },
-    #[error("dropping privileges: {what}: {source}")]
-    Drop {
-        what: &'static str,
-        source: nix::Error,
-    },
-    #[error("clearing capabilities: {0}")]
-    Caps(#[from] caps::errors::CapsError),
-    #[error("privilege drop did not hold: {0}")]
-    NotDropped(&'static str),
+    #[error("dropping privileges to the account: {0}")]
+    Credentials(#[from] credentials::CredentialsError),
     #[error("landlock: {0} (barrierd needs Landlock ABI {abi} or newer: Linux 6.12, with landlock in the lsm= list)", abi = LANDLOCK_ABI as i32)]
     Landlock(#[from] landlock::RulesetError),
     #[error("landlock ruleset only {0:?}; refusing to run with less protection than documented")]
@@ -43,22 +38,38 @@ pub enum SandboxError {
     Seccomp(#[from] seccomp::SeccompError),
 }
 
-/// The unprivileged account the publisher becomes.
+/// An unprivileged account one of barrierd's processes becomes.
 pub struct Account {
     pub name: String,
     pub uid: Uid,
     pub gid: Gid,
 }
 
-pub fn lookup(name: &str) -> Result<Account, SandboxError> {
+/// The publisher's and the helper's accounts: two, neither of them root.
+pub fn lookup_accounts(user: &str, helper_user: &str) -> Result<[Account; 2], SandboxError> {
+    let publisher = lookup("user", user)?;
+    let helper = lookup("helper-user", helper_user)?;
+    if publisher.uid == helper.uid {
+        return Err(SandboxError::SharedAccount(publisher.name, publisher.uid));
+    }
+    Ok([publisher, helper])
+}
+
+fn lookup(flag: &'static str, name: &str) -> Result<Account, SandboxError> {
     let user = User::from_name(name)
         .map_err(|source| SandboxError::Lookup {
             user: name.to_owned(),
             source,
         })?
-        .ok_or_else(|| SandboxError::NoSuchUser(name.to_owned()))?;
-    if user.uid.is_root() {
-        return Err(SandboxError::RootUser(name.to_owned()));
+        .ok_or_else(|| SandboxError::NoSuchUser {
+            flag,
+            name: name.to_owned(),
+        })?;
+    if user.uid.is_root() || user.gid.as_raw() == 0 {
+        return Err(SandboxError::RootUser {
+            flag,
+            name: name.to_owned(),
+        });
     }
     Ok(Account {
         name: name.to_owned(),
@@ -67,58 +78,9 @@ pub fn lookup(name: &str) -> Result<Account, SandboxError> {
     })
 }
 
-fn step(what: &'static str) -> impl FnOnce(nix::Error) -> SandboxError {
-    move |source| SandboxError::Drop { what, source }
-}
-
-/// Becomes `account` for good: no supplementary groups, every uid and gid
-/// its own, every capability set (bounding and ambient included) empty, and
-/// not dumpable.
+/// Becomes `account` for good (see [`credentials::drop_to`]).
 pub fn drop_privileges(account: &Account) -> Result<(), SandboxError> {
-    // Needs CAP_SETPCAP, so before the uid change.
-    caps::clear(None, CapSet::Bounding)?;
-    unistd::setgroups(&[]).map_err(step("setgroups"))?;
-    unistd::setresgid(account.gid, account.gid, account.gid).map_err(step("setresgid"))?;
-    // Without PR_SET_KEEPCAPS (off by default) this also empties the
-    // permitted and effective sets.
-    unistd::setresuid(account.uid, account.uid, account.uid).map_err(step("setresuid"))?;
-    for set in [
-        CapSet::Ambient,
-        CapSet::Inheritable,
-        CapSet::Effective,
-        CapSet::Permitted,
-    ] {
-        caps::clear(None, set)?;
-    }
-
-    let uids = unistd::getresuid().map_err(step("getresuid"))?;
-    let gids = unistd::getresgid().map_err(step("getresgid"))?;
-    if [uids.real, uids.effective, uids.saved] != [account.uid; 3]
-        || [gids.real, gids.effective, gids.saved] != [account.gid; 3]
-    {
-        return Err(SandboxError::NotDropped("uid or gid still differs"));
-    }
-    for set in [
-        CapSet::Bounding,
-        CapSet::Ambient,
-        CapSet::Inheritable,
-        CapSet::Effective,
-        CapSet::Permitted,
-    ] {
-        if !caps::read(None, set)?.is_empty() {
-            return Err(SandboxError::NotDropped("a capability set is not empty"));
-        }
-    }
-    if unistd::setuid(Uid::from_raw(0)).is_ok() {
-        return Err(SandboxError::NotDropped("setuid(0) succeeded"));
-    }
-    // Other processes of the account (it may be shared) could otherwise
-    // ptrace us or read our /proc files; set after the uid change, which
-    // resets it.
-    nix::sys::prctl::set_dumpable(false).map_err(step("PR_SET_DUMPABLE"))?;
-    if nix::sys::prctl::get_dumpable().map_err(step("PR_GET_DUMPABLE"))? {
-        return Err(SandboxError::NotDropped("still dumpable"));
-    }
+    credentials::drop_to(account.uid.as_raw(), account.gid.as_raw())?;
     Ok(())
 }
 

@@ -250,23 +250,39 @@ fn futex_waiter_is_woken() {
     drop(daemon);
 }
 
+/// Both processes end up unprivileged, each under an account of its own:
+/// the helper gives up root once its program is attached.
 #[test]
 fn both_processes_are_confined() {
     require_privileged!();
     let dir = TempDir::new("confined");
     let daemon = Daemon::start(&dir.join("pub"), &[]);
-    let helper = proc_status(daemon.helper_pid());
-    assert_eq!(helper["Seccomp"], "2", "helper: {helper:?}");
-    assert_eq!(helper["NoNewPrivs"], "1");
-    let publisher = proc_status(daemon.pid());
-    let uids: Vec<&str> = publisher["Uid"].split_whitespace().collect();
-    assert!(uids.iter().all(|&u| u != "0"), "publisher uids {uids:?}");
-    assert!(publisher["Gid"].split_whitespace().all(|g| g != "0"));
-    for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
-        assert_eq!(publisher[set], "0000000000000000", "publisher {set}");
+    let account = |name: &str| {
+        nix::unistd::User::from_name(name)
+            .unwrap()
+            .unwrap_or_else(|| panic!("no account {name}: run scripts/setup"))
+    };
+    for (pid, who, user) in [
+        (daemon.publisher_pid(), "publisher", account("barrierd")),
+        (daemon.helper_pid(), "helper", account("barrierd-helper")),
+    ] {
+        let status = proc_status(pid);
+        let ids = |key: &str| -> Vec<String> {
+            status[key].split_whitespace().map(str::to_owned).collect()
+        };
+        assert_eq!(
+            ids("Uid"),
+            vec![user.uid.to_string(); 4],
+            "{who}: {status:?}"
+        );
+        assert_eq!(ids("Gid"), vec![user.gid.to_string(); 4], "{who}");
+        assert!(ids("Groups").is_empty(), "{who} groups {:?}", ids("Groups"));
+        for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+            assert_eq!(status[set], "0000000000000000", "{who} {set}");
+        }
+        assert_eq!(status["Seccomp"], "2", "{who}");
+        assert_eq!(status["NoNewPrivs"], "1", "{who}");
     }
-    assert_eq!(publisher["Seccomp"], "2");
-    assert_eq!(publisher["NoNewPrivs"], "1");
     let (status, stderr) = daemon.stop();
     assert!(status.success(), "{status}\n{stderr}");
 }

@@ -1,7 +1,8 @@
 //! barrierd-helper: the privileged half of barrierd.
 //!
-//! `barrierd` starts it with a SOCK_SEQPACKET socket on fd 3 and raw
-//! tracepoint names as arguments. It loads and attaches bpf/barrierd.bpf.c,
+//! `barrierd` starts it as root with a SOCK_SEQPACKET socket on fd 3, the
+//! account to become (`UID:GID`) and raw tracepoint names as arguments. It
+//! loads and attaches bpf/barrierd.bpf.c, gives up root for that account,
 //! says hello, locks itself under its seccomp policy (src/policy.rs) and then
 //! for ever: sleeps until a CPU that may hold the minimum back signals (or a
 //! debt BPF deferred is due), reads every CPU's timestamp, sends a snapshot.
@@ -22,6 +23,7 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::{env, io};
 
+use barrierd_privsep::credentials::{self, CredentialsError};
 use barrierd_privsep::ipc::{HelperEnd, HelperMessage, IpcError, MAX_CPUS, PROTOCOL_VERSION};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{RingBuffer, RingBufferBuilder};
@@ -34,8 +36,10 @@ const SOCKET_FD: RawFd = 3;
 
 #[derive(Debug, thiserror::Error)]
 enum Error {
-    #[error("usage: barrierd-helper TRACEPOINT... (started by barrierd, socket on fd 3)")]
+    #[error("usage: barrierd-helper UID:GID TRACEPOINT... (started by barrierd, socket on fd 3)")]
     Usage,
+    #[error("invalid account {0:?}: expected UID:GID, both numbers other than 0")]
+    BadAccount(String),
     #[error("invalid raw tracepoint name {0:?}: expected [a-z0-9_]+")]
     BadName(String),
     #[error("fd {SOCKET_FD} is not the socket barrierd passes: {0}")]
@@ -60,6 +64,8 @@ enum Error {
     Send(#[source] IpcError),
     #[error("PR_SET_DUMPABLE: {0}")]
     NotDumpable(#[source] io::Error),
+    #[error("giving up root: {0}")]
+    Credentials(#[from] CredentialsError),
     #[error("seccomp: {0}")]
     Seccomp(#[from] barrierd_privsep::seccomp::SeccompError),
 }
@@ -67,7 +73,7 @@ enum Error {
 impl Error {
     fn exit_code(&self) -> i32 {
         match self {
-            Error::Usage | Error::BadName(_) => 2,
+            Error::Usage | Error::BadAccount(_) | Error::BadName(_) => 2,
             _ => 1,
         }
     }
@@ -90,7 +96,10 @@ fn run() -> Result<Infallible, Error> {
     // decides when to stop, and we follow when it hangs up.
     policy::ignore_stop_signals();
     policy::not_dumpable().map_err(Error::NotDumpable)?;
-    let tracepoints: Vec<String> = env::args().skip(1).collect();
+    let mut args = env::args().skip(1);
+    let account = args.next().ok_or(Error::Usage)?;
+    let (uid, gid) = parse_account(&account).ok_or(Error::BadAccount(account))?;
+    let tracepoints: Vec<String> = args.collect();
     if tracepoints.is_empty() {
         return Err(Error::Usage);
     }
@@ -162,6 +171,11 @@ fn run() -> Result<Infallible, Error> {
     // (readable when BPF signalled) and the socket (EPOLLHUP when the
     // publisher is gone, reported without asking).
     let epoll = policy::epoll_with(ring.epoll_fd(), SOCKET_FD).map_err(Error::Epoll)?;
+    // Everything that needed root is done: what remains works on descriptors
+    // and mappings we hold. From here on we follow the publisher by the
+    // socket's hang-up alone: its parent-death signal comes from another uid
+    // (and from inside its Landlock signal scope), which the kernel refuses.
+    credentials::drop_to(uid, gid)?;
 
     publisher
         .send(&HelperMessage::Hello {
@@ -236,6 +250,19 @@ fn serve(
     policy::exit_now(failure.exit_code())
 }
 
+/// `UID:GID`, both decimal and other than root's.
+fn parse_account(text: &str) -> Option<(u32, u32)> {
+    let (uid, gid) = text.split_once(':')?;
+    let number = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| s.parse::<u32>().ok())
+            .flatten()
+            .filter(|&n| n != 0)
+    };
+    Some((number(uid)?, number(gid)?))
+}
+
 fn is_raw_tracepoint_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
@@ -247,6 +274,16 @@ fn is_raw_tracepoint_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn accounts() {
+        assert_eq!(parse_account("999:998"), Some((999, 998)));
+        for bad in [
+            "", "999", "0:998", "999:0", "-1:5", "+1:5", "1:5:6", "a:b", ":", "1:",
+        ] {
+            assert_eq!(parse_account(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn raw_tracepoint_names() {
