@@ -67,10 +67,12 @@ struct barrierd_mapped_data {
  * clock_gettime); define BARRIERD_NO_HELPERS to get the layout alone.
  *
  * Liveness: a running daemon keeps state == BARRIERD_STATE_RUNNING and holds
- * an OFD read lock on the whole file for its life. A clean stop sets state
+ * an OFD write lock on the whole file for its life. A clean stop sets state
  * to STOPPED and wakes every futex word; SIGKILL leaves state RUNNING but
  * the kernel drops the lock, which F_OFD_GETLK (from a read-only
- * descriptor, taking nothing) reveals. Waits probe the lock once per slice
+ * descriptor, taking nothing) reveals. The probe asks whether a read lock
+ * could be taken, which only a write lock prevents: a reader, who can take
+ * read locks alone, cannot make a dead daemon look alive. Waits probe the lock once per slice
  * of BARRIERD_PROBE_NS, never on the fast path. barrierd_open reads this
  * boot's id once; a file whose boot_id differs is not running, whatever its
  * state and lock say, and every check of a wait compares it (two loads)
@@ -221,7 +223,7 @@ static inline int barrierd_running(const struct barrierd_client *c)
 	if (barrierd_load(&c->data->state) != BARRIERD_STATE_RUNNING)
 		return 0;
 	memset(&lock, 0, sizeof(lock));	/* F_OFD_GETLK requires l_pid == 0 */
-	lock.l_type = F_WRLCK;
+	lock.l_type = F_RDLCK;
 	lock.l_whence = SEEK_SET;
 	/* If the probe itself fails, trust the state word. */
 	return fcntl(c->fd, F_OFD_GETLK, &lock) != 0 || lock.l_type != F_UNLCK;

@@ -33,6 +33,9 @@ pub struct Config {
     pub helper_account: Account,
     pub helper: PathBuf,
     pub force: bool,
+    /// `--allow-shared-directory`: PATH may be in a sticky directory others
+    /// can create entries in.
+    pub allow_shared_directory: bool,
     /// Nice value for both processes.
     pub nice: i32,
     /// `--prod-after`: make a CPU that lags this long while a client waits
@@ -129,7 +132,12 @@ pub fn run(config: Config) -> Result<Stopped, DaemonError> {
         "Acquiring exclusive lock on {}.",
         crate::published::lock_path(&config.path).display()
     );
-    let (file, previous) = PublishedFile::open(&config.path, ncpu, config.force)?;
+    let (file, previous) = PublishedFile::open(
+        &config.path,
+        ncpu,
+        config.force,
+        config.allow_shared_directory,
+    )?;
 
     let (helper_end, publisher_end) = ipc::socketpair().map_err(DaemonError::Socketpair)?;
     let socket = PublisherEnd::new(publisher_end).map_err(DaemonError::Socket)?;

@@ -7,10 +7,12 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+
+use barrierd_client::trust;
 
 use crate::sandbox::Account;
 
@@ -63,40 +65,17 @@ pub fn helper_path(explicit: Option<&Path>) -> Result<PathBuf, LaunchError> {
 }
 
 /// We run the helper as root: only root may have been able to write it, or
-/// to replace it or any directory on its way (a sticky directory such as
-/// /tmp is fine: others cannot replace root's entries in it). Checked on the
-/// resolved path, after which nobody else can change what it names.
+/// to replace it or any directory on its way. The clients' rule for the file
+/// ([`trust::check`]), with root alone trusted: we are root.
 fn check_trusted(path: &Path) -> Result<(), LaunchError> {
     let untrusted = |why: String| LaunchError::Untrusted {
         path: path.to_owned(),
         why,
     };
-    let resolved = path
-        .canonicalize()
-        .map_err(|e| untrusted(format!("cannot resolve it: {e}")))?;
-    for (i, component) in resolved.ancestors().enumerate() {
-        let meta = component
-            .metadata()
-            .map_err(|e| untrusted(format!("{}: {e}", component.display())))?;
-        let what = if i == 0 { "it" } else { "directory" };
-        if meta.uid() != 0 {
-            return Err(untrusted(format!(
-                "{what} {} is owned by uid {}",
-                component.display(),
-                meta.uid()
-            )));
-        }
-        let mode = meta.mode();
-        let sticky_directory = i > 0 && mode & libc::S_ISVTX != 0;
-        if mode & 0o022 != 0 && !sticky_directory {
-            return Err(untrusted(format!(
-                "{what} {} has mode {:o}: others may write it",
-                component.display(),
-                mode & 0o7777
-            )));
-        }
-    }
-    Ok(())
+    let meta = path
+        .metadata()
+        .map_err(|e| untrusted(format!("cannot read it: {e}")))?;
+    trust::check(path, &meta, &[]).map_err(|e| untrusted(e.0))
 }
 
 /// Starts the helper with an empty environment, stdin and stdout on

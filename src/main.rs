@@ -62,6 +62,11 @@ struct Args {
     /// Replace a file at PATH that is not a barrierd file of this format version.
     #[arg(long)]
     force: bool,
+    /// Accept PATH in a sticky directory where others can create entries
+    /// (such as /tmp): another user can then create PATH or PATH.lock first
+    /// and keep barrierd from starting.
+    #[arg(long)]
+    allow_shared_directory: bool,
     /// Nice value of the daemon's two processes: their passes are short, and
     /// under load each is a wake-up that waits for a CPU.
     #[arg(long, default_value_t = -10, allow_negative_numbers = true, value_parser = clap::value_parser!(i32).range(-20..=19))]
@@ -129,6 +134,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         helper_account,
         helper,
         force: args.force,
+        allow_shared_directory: args.allow_shared_directory,
         nice: args.nice,
         prod_after: args.prod_after.map(std::time::Duration::from_millis),
     };

@@ -9,16 +9,17 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use barrierd_client::layout::{self, word, BootId};
-use barrierd_client::monotonic_ns;
+use barrierd_client::{monotonic_ns, trust};
 use memmap2::MmapRaw;
 use nix::fcntl::{self, OFlag};
-use nix::sys::stat::{self, Mode};
-use nix::unistd::geteuid;
+use nix::sys::stat::Mode;
+use nix::unistd::{self, geteuid};
+use tracing::warn;
 
 use crate::update::CpuWords;
 
@@ -71,7 +72,7 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> FileError + '_ {
 pub struct PublishedFile {
     map: MmapRaw,
     ncpu: usize,
-    /// Holds the liveness lock (an OFD read lock) while the daemon lives.
+    /// Holds the liveness lock (an OFD write lock) while the daemon lives.
     file: File,
     /// Holds the exclusive flock on PATH.lock while the daemon lives.
     _lock: File,
@@ -91,9 +92,14 @@ impl PublishedFile {
     /// sizes and maps `path` for `ncpu` CPUs, adopts it for this boot, and
     /// only then takes the liveness lock. A foreign or other-version file is
     /// left untouched unless `force`.
-    pub fn open(path: &Path, ncpu: usize, force: bool) -> Result<(Self, Previous), FileError> {
+    pub fn open(
+        path: &Path,
+        ncpu: usize,
+        force: bool,
+        shared_directory: bool,
+    ) -> Result<(Self, Previous), FileError> {
         let boot = BootId::current().map_err(FileError::BootId)?;
-        let (dir, name) = open_directory(path)?;
+        let (dir, name) = open_directory(path, shared_directory)?;
         let lock_path = lock_path(path);
         let lock = open_regular(&dir, &lock_name(&name), &lock_path, 0o600)?;
         flock_exclusive(&lock).map_err(|e| match e.raw_os_error() {
@@ -123,7 +129,19 @@ impl PublishedFile {
         // Not before: a client that sees the lock trusts the words, and an
         // adopted file may have held a crashed daemon's RUNNING over another
         // boot's times until `adopt`.
-        set_liveness_lock(&published.file).map_err(io_error(path))?;
+        let published = match set_liveness_lock(&published.file) {
+            Ok(()) => published,
+            // Only a reader's read lock can be in the way.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) => {
+                warn!(
+                    "warning: another process holds a read lock on {}, which would keep our liveness lock off it; publishing a copy in its place (clients that have the old file mapped see it stopped and must open {} again)",
+                    path.display(),
+                    path.display()
+                );
+                published.replace(&dir, &name, path)?
+            }
+            Err(e) => return Err(io_error(path)(e)),
+        };
         Ok((published, previous))
     }
 
@@ -199,6 +217,51 @@ impl PublishedFile {
         previous
     }
 
+    /// Publishes a copy of the file under its name: created 0600 so that
+    /// nobody can open (let alone lock) it before we hold its liveness lock,
+    /// then opened to readers and renamed over PATH.
+    fn replace(self, dir: &OwnedFd, name: &OsStr, path: &Path) -> Result<Self, FileError> {
+        let words: Vec<u64> = (0..layout::file_bytes(self.ncpu) / 8)
+            .map(|index| self.load(index))
+            .collect();
+        let Self {
+            map, ncpu, _lock, ..
+        } = self;
+        let mut temporary = OsString::from(".");
+        temporary.push(name);
+        temporary.push(".new");
+        let temporary_path = path.with_file_name(&temporary);
+        // One left by a daemon that died in here: we hold PATH.lock, so no
+        // other daemon is using it.
+        match unistd::unlinkat(
+            dir,
+            temporary.as_os_str(),
+            unistd::UnlinkatFlags::NoRemoveDir,
+        ) {
+            Ok(()) | Err(nix::Error::ENOENT) => {}
+            Err(e) => return Err(io_error(&temporary_path)(e.into())),
+        }
+        let file = open_regular(dir, &temporary, &temporary_path, 0o600)?;
+        file.set_len(map.len() as u64)
+            .map_err(io_error(&temporary_path))?;
+        let copy = Self {
+            map: MmapRaw::map_raw(&file).map_err(io_error(&temporary_path))?,
+            ncpu,
+            file,
+            _lock,
+        };
+        for (index, &value) in words.iter().enumerate() {
+            copy.store(index, value);
+        }
+        set_liveness_lock(&copy.file).map_err(io_error(&temporary_path))?;
+        copy.file
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(io_error(&temporary_path))?;
+        fcntl::renameat(dir, temporary.as_os_str(), dir, name)
+            .map_err(|e| io_error(path)(e.into()))?;
+        Ok(copy)
+    }
+
     fn zero(&self) {
         for index in 0..layout::file_bytes(self.ncpu) / 8 {
             self.store(index, 0);
@@ -224,10 +287,14 @@ fn untrusted(path: &Path, why: impl Into<String>) -> FileError {
     }
 }
 
-/// Opens the directory that holds `path` (its own path may go through
-/// symlinks: that is the administrator's choice) and checks that nobody but
-/// us can replace entries in it: clients open the file by name.
-fn open_directory(path: &Path) -> Result<(OwnedFd, OsString), FileError> {
+/// Opens the directory that holds `path`, creating it (0755) if it is
+/// missing but its own parent exists, and checks it as clients will
+/// ([`trust::check`]: root's, and nobody else can replace entries on the
+/// way). Unless `shared` (--allow-shared-directory) it must also be a
+/// directory where nobody else can create entries: elsewhere another user
+/// can create PATH or PATH.lock first and keep the daemon from starting
+/// (clients refuse their forgery, but nobody publishes).
+fn open_directory(path: &Path, shared: bool) -> Result<(OwnedFd, OsString), FileError> {
     let name = match path.file_name() {
         Some(name) if !path.as_os_str().as_bytes().ends_with(b"/") => name.to_owned(),
         _ => return Err(FileError::BadPath(path.to_owned())),
@@ -236,25 +303,51 @@ fn open_directory(path: &Path) -> Result<(OwnedFd, OsString), FileError> {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
+    match std::fs::DirBuilder::new().mode(0o755).create(parent) {
+        // The umask must not decide who can reach the file.
+        Ok(()) => std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755))
+            .map_err(io_error(parent))?,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io_error(parent)(e)),
+    }
     let dir = fcntl::open(
         parent,
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
     .map_err(|e| io_error(parent)(e.into()))?;
-    let stat = stat::fstat(&dir).map_err(|e| io_error(parent)(e.into()))?;
-    let shared = stat.st_mode & (libc::S_IWGRP | libc::S_IWOTH) != 0;
-    if stat.st_uid != geteuid().as_raw() && stat.st_uid != 0 {
+    let meta = File::from(dir.try_clone().map_err(io_error(parent))?)
+        .metadata()
+        .map_err(io_error(parent))?;
+    let others_create = meta.mode() & 0o022 != 0;
+    let sticky = meta.mode() & libc::S_ISVTX != 0;
+    if others_create && !(shared && sticky) {
         return Err(untrusted(
             parent,
-            "directory owned by another user, who could replace the file",
+            if sticky {
+                format!("directory of mode {:o}: any user could create {} or its lock before barrierd and keep it from starting; use a directory only root can write to (such as /run/barrierd, created if missing), or accept that with --allow-shared-directory", meta.mode() & 0o7777, path.display())
+            } else {
+                format!(
+                    "directory of mode {:o} without the sticky bit: others could replace the file",
+                    meta.mode() & 0o7777
+                )
+            },
         ));
     }
-    if shared && stat.st_mode & libc::S_ISVTX == 0 {
+    if meta.uid() != 0 {
         return Err(untrusted(
             parent,
-            "directory writable by others without the sticky bit: they could replace the file",
+            format!(
+                "directory owned by uid {}, who could replace the file",
+                meta.uid()
+            ),
         ));
+    }
+    // Above it, the clients' rule: nobody else can replace it on the way.
+    let resolved = parent.canonicalize().map_err(io_error(parent))?;
+    if let Some(above) = resolved.parent() {
+        let above_meta = above.metadata().map_err(io_error(above))?;
+        trust::check(above, &above_meta, &[]).map_err(|e| untrusted(parent, e.0))?;
     }
     Ok((dir, name))
 }
@@ -294,9 +387,16 @@ fn open_regular(dir: &OwnedFd, name: &OsStr, path: &Path, mode: u32) -> Result<F
         });
     }
     if meta.uid() != geteuid().as_raw() {
+        let owner = unistd::User::from_uid(unistd::Uid::from_raw(meta.uid()))
+            .ok()
+            .flatten()
+            .map_or_else(String::new, |user| format!(" ({})", user.name));
         return Err(untrusted(
             path,
-            format!("owned by uid {}, not by us", meta.uid()),
+            format!(
+                "owned by uid {}{owner}, not by us: that user made it, remove it",
+                meta.uid()
+            ),
         ));
     }
     if meta.nlink() != 1 {
@@ -385,14 +485,16 @@ fn flock_exclusive(file: &File) -> io::Result<()> {
     Ok(())
 }
 
-/// A shared OFD lock on the whole file, held for the daemon's life and
+/// An exclusive OFD lock on the whole file, held for the daemon's life and
 /// released by the kernel however it dies. Clients probe it with F_OFD_GETLK
-/// (which takes nothing); being a read lock, a client holding one too cannot
-/// keep a daemon from starting.
+/// for a read lock (which takes nothing): only a write lock conflicts, and
+/// only a process that may write the file can take one, so no reader can
+/// fake it. A reader's read lock can keep it off the file, which
+/// [`PublishedFile::replace`] answers.
 fn set_liveness_lock(file: &File) -> io::Result<()> {
     // SAFETY: zero is a valid flock value; we set the fields that matter.
     let mut lock: libc::flock = unsafe { std::mem::zeroed() };
-    lock.l_type = libc::F_RDLCK as libc::c_short;
+    lock.l_type = libc::F_WRLCK as libc::c_short;
     lock.l_whence = libc::SEEK_SET as libc::c_short;
     // SAFETY: `lock` is a valid struct flock for the call's duration.
     if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &lock) } != 0 {

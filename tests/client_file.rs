@@ -5,10 +5,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::AsFd;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -113,11 +113,11 @@ impl FakeDaemon {
             .unwrap();
     }
 
-    /// Takes the daemon's OFD read lock on a descriptor of its own.
+    /// Takes the daemon's OFD write lock on a descriptor of its own.
     fn lock(&mut self) {
-        let file = File::open(&self.path).unwrap();
+        let file = OpenOptions::new().write(true).open(&self.path).unwrap();
         let lock = libc::flock {
-            l_type: libc::F_RDLCK as libc::c_short,
+            l_type: libc::F_WRLCK as libc::c_short,
             l_whence: libc::SEEK_SET as libc::c_short,
             l_start: 0,
             l_len: 0,
@@ -702,4 +702,37 @@ fn handles_are_shareable_between_threads() {
     fn shareable<T: Send + Sync>() {}
     shareable::<Barrierd>();
     shareable::<Barrier>();
+}
+
+/// A file another user made (the forgery of a user who created PATH before
+/// the daemon), or one that others may write, or one in a directory others
+/// may write, is refused before a word of it is read.
+#[test]
+fn a_file_others_could_forge_is_refused() {
+    require_privileged!();
+    let dir = TempDir::new("client-forged");
+    let path = dir.join("pub");
+    let _fake = FakeDaemon::running(&path, 2);
+    assert!(Barrierd::open(&path).is_ok());
+    let untrusted = |path: &Path| match Barrierd::open_even_if_stopped(path) {
+        Err(OpenError::Untrusted { why, .. }) => why.0,
+        other => panic!("{other:?}"),
+    };
+
+    nix::unistd::chown(&path, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+    assert!(untrusted(&path).contains("owned by uid 65534"));
+    assert!(Barrierd::open_trusting(&path, &[65534]).is_ok());
+    nix::unistd::chown(&path, Some(nix::unistd::Uid::from_raw(0)), None).unwrap();
+
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    assert!(untrusted(&path).contains("others may write it"));
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o777)).unwrap();
+    assert!(untrusted(&path).contains("others may write it"));
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    assert!(
+        Barrierd::open(&path).is_ok(),
+        "a sticky directory is safe for root's file"
+    );
 }

@@ -371,11 +371,11 @@ fn crashed_file(path: &std::path::Path, boot: BootId) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
 }
 
-/// Whether anyone holds a lock on `file`: the daemon's liveness lock.
+/// Whether anyone holds a write lock on `file`: the daemon's liveness lock.
 fn lock_held(file: &std::fs::File) -> bool {
     use std::os::fd::AsFd;
     let mut lock = libc::flock {
-        l_type: libc::F_WRLCK as libc::c_short,
+        l_type: libc::F_RDLCK as libc::c_short,
         l_whence: libc::SEEK_SET as libc::c_short,
         l_start: 0,
         l_len: 0,

@@ -160,9 +160,15 @@ fn files_others_control_are_refused() {
     std::fs::set_permissions(&open_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
     refused(&open_dir.join("pub"), &[], "without the sticky bit");
     assert!(!open_dir.join("pub").exists());
-    // With the sticky bit (like /tmp) others cannot replace our file.
+    // With the sticky bit (like /tmp) others cannot replace our file, but
+    // they can create it, or its lock, first: only on the operator's word.
     std::fs::set_permissions(&open_dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
-    drop(Daemon::start(&open_dir.join("pub"), &[]));
+    refused(&open_dir.join("pub"), &[], "--allow-shared-directory");
+    assert!(!open_dir.join("pub").exists());
+    drop(Daemon::start(
+        &open_dir.join("pub"),
+        &["--allow-shared-directory"],
+    ));
 }
 
 #[test]

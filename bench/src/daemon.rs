@@ -103,7 +103,7 @@ impl OwnDaemon {
         };
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir(&dir).map_err(dir_error)?;
-        // The publisher runs as nobody; clients of any user may map the file.
+        // The publisher runs as barrierd; clients of any user may map the file.
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).map_err(dir_error)?;
         let path = dir.join("public_file");
         let log = dir.join("barrierd.log");

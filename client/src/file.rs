@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::layout::{self, word, BootId};
 use crate::sys::{self, Mapping};
+use crate::trust;
 use crate::wait::{self, Liveness, WaitError, Words};
 
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +19,12 @@ pub enum OpenError {
     NoFile { path: PathBuf },
     #[error("{path}: not a regular file, so not a barrierd file; check the path", path = path.display())]
     NotRegular { path: PathBuf },
+    #[error("{path}: {why}; refusing to trust it: a barrierd file must be owned by root (or by you), not writable by group or others, in directories that only they can change, or a forged one could complete barriers that have not happened", path = path.display())]
+    Untrusted {
+        path: PathBuf,
+        #[source]
+        why: trust::Untrusted,
+    },
     #[error("{path}: not a barrierd file ({why}); check the path", path = path.display())]
     NotBarrierd { path: PathBuf, why: &'static str },
     #[error("{path}: barrierd file format version {found}, this client reads version {expected}; use a client and a daemon of the same format", path = path.display())]
@@ -98,9 +105,18 @@ pub struct Barrierd {
 
 impl Barrierd {
     /// Maps and validates `path`, and checks that a daemon is publishing to
-    /// it (one `fcntl` probe of its lock).
+    /// it (one `fcntl` probe of its lock). The file must pass
+    /// [`trust::check`]: owned by root or by us, as is every directory above
+    /// it, and writable by nobody else.
     pub fn open(path: impl AsRef<Path>) -> Result<Barrierd, OpenError> {
-        let barrierd = Self::open_even_if_stopped(path)?;
+        Self::open_trusting(path, &[])
+    }
+
+    /// [`Barrierd::open`], also trusting files and directories owned by
+    /// `uids` (a daemon whose root is another uid here, as in a container
+    /// with its own user namespace).
+    pub fn open_trusting(path: impl AsRef<Path>, uids: &[u32]) -> Result<Barrierd, OpenError> {
+        let barrierd = Self::open_even_if_stopped_trusting(path, uids)?;
         match barrierd.liveness() {
             Liveness::Running => Ok(barrierd),
             liveness => Err(OpenError::NotRunning {
@@ -117,6 +133,15 @@ impl Barrierd {
     /// a handle, see that [`Barrierd::liveness`] is running before trusting
     /// them.
     pub fn open_even_if_stopped(path: impl AsRef<Path>) -> Result<Barrierd, OpenError> {
+        Self::open_even_if_stopped_trusting(path, &[])
+    }
+
+    /// [`Barrierd::open_even_if_stopped`], also trusting `uids` (see
+    /// [`Barrierd::open_trusting`]).
+    pub fn open_even_if_stopped_trusting(
+        path: impl AsRef<Path>,
+        uids: &[u32],
+    ) -> Result<Barrierd, OpenError> {
         let path = path.as_ref();
         let io_error = |source: io::Error| OpenError::Io {
             path: path.to_owned(),
@@ -143,6 +168,10 @@ impl Barrierd {
                 path: path.to_owned(),
             });
         }
+        trust::check(path, &metadata, uids).map_err(|why| OpenError::Untrusted {
+            path: path.to_owned(),
+            why,
+        })?;
         let len = metadata.len();
         if len < layout::HEADER_BYTES as u64 {
             return Err(not_barrierd(

@@ -31,6 +31,7 @@ mod barrier;
 mod file;
 pub mod layout;
 mod sys;
+pub mod trust;
 mod wait;
 
 pub use barrier::{Barrier, BarrierError, Fallback, Via, Why, DEFAULT_TIMEOUT};

@@ -88,22 +88,30 @@ impl Mapping {
         }
     }
 
-    /// Whether some process holds a lock on the file, which only a running
-    /// daemon does (an OFD read lock for its whole life, dropped by the
-    /// kernel however it dies). F_OFD_GETLK only tests: it takes nothing, and
-    /// works on our read-only descriptor. If the test itself fails we cannot
-    /// tell, so we say "held" and leave the verdict to the state word.
+    /// Whether some process holds a write lock on the file, which only a
+    /// running daemon does (an OFD write lock for its whole life, dropped by
+    /// the kernel however it dies). Asking whether a *read* lock could be
+    /// taken finds write locks alone: a reader, who can only take read
+    /// locks, cannot make a dead daemon look alive. F_OFD_GETLK only tests:
+    /// it takes nothing, and works on our read-only descriptor. If the test
+    /// itself fails we cannot tell, so we say "held" and leave the verdict
+    /// to the state word.
     pub(crate) fn lock_held(&self) -> bool {
         // SAFETY: all-zero is a valid `struct flock`; the fields that matter
         // are set below (F_OFD_GETLK requires l_pid to be 0).
         let mut lock: libc::flock = unsafe { std::mem::zeroed() };
-        lock.l_type = libc::F_WRLCK as libc::c_short;
+        lock.l_type = libc::F_RDLCK as libc::c_short;
         lock.l_whence = libc::SEEK_SET as libc::c_short;
         // SAFETY: `lock` is a valid struct flock for the call's duration and
         // the descriptor is ours.
         let result = unsafe { libc::fcntl(self.file.as_raw_fd(), libc::F_OFD_GETLK, &mut lock) };
         result != 0 || lock.l_type != libc::F_UNLCK as libc::c_short
     }
+}
+
+pub(crate) fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
 }
 
 /// CLOCK_MONOTONIC in nanoseconds: the clock of the file's timestamps.
