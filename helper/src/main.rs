@@ -62,8 +62,6 @@ enum Error {
     Epoll(#[source] io::Error),
     #[error("sending to the publisher: {0}")]
     Send(#[source] IpcError),
-    #[error("PR_SET_DUMPABLE: {0}")]
-    NotDumpable(#[source] io::Error),
     #[error("giving up root: {0}")]
     Credentials(#[from] CredentialsError),
     #[error("seccomp: {0}")]
@@ -95,7 +93,7 @@ fn run() -> Result<Infallible, Error> {
     // Ctrl-C and `systemctl stop` signal the whole group: the publisher alone
     // decides when to stop, and we follow when it hangs up.
     policy::ignore_stop_signals();
-    policy::not_dumpable().map_err(Error::NotDumpable)?;
+    credentials::not_dumpable()?;
     let mut args = env::args().skip(1);
     let account = args.next().ok_or(Error::Usage)?;
     let (uid, gid) = parse_account(&account).ok_or(Error::BadAccount(account))?;

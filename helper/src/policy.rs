@@ -54,15 +54,6 @@ pub fn inherited_socket(fd: RawFd) -> OwnedFd {
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
-/// No core dump of a root process, and its /proc files stay root's.
-pub fn not_dumpable() -> io::Result<()> {
-    // SAFETY: plain prctl on our own process.
-    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 pub fn ignore_stop_signals() {
     for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
         // SAFETY: SIG_IGN is a valid disposition for these signals.

@@ -123,11 +123,18 @@ pub fn drop_to(uid: u32, gid: u32) -> Result<(), CredentialsError> {
         libc::syscall(libc::SYS_capset, &mut header, none.as_ptr())
     })?;
     prctl("PR_SET_NO_NEW_PRIVS", libc::PR_SET_NO_NEW_PRIVS, 1)?;
-    // Set after the uid change, which makes the process dumpable again as
+    // Again after the uid change, which makes the process dumpable as
     // fs.suid_dumpable says: otherwise other processes of the account could
     // ptrace us or read our /proc files.
-    prctl("PR_SET_DUMPABLE", libc::PR_SET_DUMPABLE, 0)?;
+    not_dumpable()?;
     verify(uid, gid)
+}
+
+/// No core dump, and our /proc files stay our owner's to read: the helper
+/// sets it first thing, while root, and [`drop_to`] again.
+pub fn not_dumpable() -> Result<(), CredentialsError> {
+    prctl("PR_SET_DUMPABLE", libc::PR_SET_DUMPABLE, 0)?;
+    Ok(())
 }
 
 fn verify(uid: u32, gid: u32) -> Result<(), CredentialsError> {
