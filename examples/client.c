@@ -43,7 +43,7 @@ int main(int argc, char **argv)
 
 	status = barrierd_open(&client, argv[1]);
 	if (status != BARRIERD_OK) {
-		fprintf(stderr, "%s: %s: %s\n", argv[0], argv[1], barrierd_strerror(status));
+		fprintf(stderr, "%s: %s: %s\n", argv[0], argv[1], barrierd_explain(&client, status));
 		return 1;
 	}
 	for (i = 0; argc < 3 || i < iterations; i++) {

@@ -32,7 +32,7 @@ int main(int argc, char **argv)
 	}
 	status = barrierd_open(&client, argv[1]);
 	if (status != BARRIERD_OK) {
-		fprintf(stderr, "%s: %s: %s\n", argv[0], argv[1], barrierd_strerror(status));
+		fprintf(stderr, "%s: %s: %s\n", argv[0], argv[1], barrierd_explain(&client, status));
 		return 1;
 	}
 	data = client.data;

@@ -66,6 +66,12 @@ struct barrierd_mapped_data {
  * Clang (__atomic builtins) and glibc's default feature macros (syscall,
  * clock_gettime); define BARRIERD_NO_HELPERS to get the layout alone.
  *
+ * Trust: a forged file completes barriers that never happened, so
+ * barrierd_open reads no word of a file that someone other than root or the
+ * caller could have written (the rule of the Rust client's trust.rs; see
+ * barrierd_check_trust), and barrierd_open_trusting names other uids to
+ * trust, for a daemon run under an account of one's own.
+ *
  * Liveness: a running daemon keeps state == BARRIERD_STATE_RUNNING and holds
  * an OFD write lock on the whole file for its life. A clean stop sets state
  * to STOPPED and wakes every futex word; SIGKILL leaves state RUNNING but
@@ -83,6 +89,8 @@ struct barrierd_mapped_data {
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -107,6 +115,7 @@ enum barrierd_status {
 	BARRIERD_ERR_NOT_RUNNING = -4,	/* no daemon publishes to the file */
 	BARRIERD_ERR_TIMEOUT = -5,
 	BARRIERD_ERR_BOOT_ID = -6,	/* BARRIERD_BOOT_ID_PATH unreadable */
+	BARRIERD_ERR_UNTRUSTED = -7,	/* others could have written it: see barrierd_open */
 };
 
 struct barrierd_client {
@@ -114,6 +123,8 @@ struct barrierd_client {
 	size_t size;
 	int fd;
 	uint64_t boot_id[2];	/* this boot's, read by barrierd_open */
+	/* Which file or directory barrierd_open did not trust, and why. */
+	char detail[192];
 };
 
 static inline const char *barrierd_strerror(int status)
@@ -127,8 +138,18 @@ static inline const char *barrierd_strerror(int status)
 	case BARRIERD_ERR_TIMEOUT: return "timed out with the daemon running: retry, or raise the timeout";
 	case BARRIERD_ERR_BOOT_ID: return "cannot read this boot's id from " BARRIERD_BOOT_ID_PATH
 		", which tells this boot's file from a stale one: run with /proc mounted";
+	case BARRIERD_ERR_UNTRUSTED: return "someone we do not trust could have written the file: "
+		"it and every directory above it must be owned by root (or by us) and not writable by others";
 	default: return "unknown barrierd status";
 	}
+}
+
+/* barrierd_strerror, or what barrierd_open found untrusted. */
+static inline const char *barrierd_explain(const struct barrierd_client *c, int status)
+{
+	if (status == BARRIERD_ERR_UNTRUSTED && c->detail[0] != '\0')
+		return c->detail;
+	return barrierd_strerror(status);
 }
 
 /* Every read of the mapping goes through an atomic load. */
@@ -239,11 +260,84 @@ static inline void barrierd_close(struct barrierd_client *c)
 	c->fd = -1;
 }
 
+static inline int barrierd_trusted_uid(uid_t uid, const uid_t *trusted, size_t ntrusted)
+{
+	size_t i;
+
+	if (uid == 0 || uid == geteuid())
+		return 1;
+	for (i = 0; i < ntrusted; i++)
+		if (trusted[i] == uid)
+			return 1;
+	return 0;
+}
+
 /*
- * Maps PATH read-only, validates it, reads this boot's id and checks that a
- * daemon runs (on a file of this boot).
+ * The rule of the Rust client (client/src/trust.rs): OPENED (the fstat of
+ * the descriptor opened at PATH, so that a name swapped after the check
+ * cannot pass) and every directory above PATH's resolved form must be owned
+ * by root, by our effective uid or by one of TRUSTED, and none may be
+ * writable by group or others, except a sticky directory such as /tmp.
  */
-static inline int barrierd_open(struct barrierd_client *c, const char *path)
+static inline int barrierd_check_trust(struct barrierd_client *c, const char *path,
+				       const struct stat *opened, const uid_t *trusted,
+				       size_t ntrusted)
+{
+	struct stat st;
+	char *resolved = realpath(path, NULL), *slash;
+	const char *what = "it";
+	int status = BARRIERD_ERR_SYSTEM, saved_errno;
+
+	if (resolved == NULL)
+		return BARRIERD_ERR_SYSTEM;
+	if (stat(resolved, &st) != 0)
+		goto out;
+	status = BARRIERD_ERR_UNTRUSTED;
+	if (st.st_dev != opened->st_dev || st.st_ino != opened->st_ino) {
+		snprintf(c->detail, sizeof(c->detail), "%s changed while it was opened", path);
+		goto out;
+	}
+	st = *opened;
+	for (;;) {
+		if (!barrierd_trusted_uid(st.st_uid, trusted, ntrusted)) {
+			snprintf(c->detail, sizeof(c->detail),
+				 "%s %s is owned by uid %lu, whom we do not trust", what, resolved,
+				 (unsigned long)st.st_uid);
+			goto out;
+		}
+		if ((st.st_mode & 022) != 0 && !(S_ISDIR(st.st_mode) && (st.st_mode & S_ISVTX))) {
+			snprintf(c->detail, sizeof(c->detail),
+				 "%s %s has mode %lo: others may write it", what, resolved,
+				 (unsigned long)(st.st_mode & 07777));
+			goto out;
+		}
+		if (strcmp(resolved, "/") == 0)
+			break;
+		slash = strrchr(resolved, '/');
+		slash[slash == resolved ? 1 : 0] = '\0';
+		what = "directory";
+		if (stat(resolved, &st) != 0) {
+			status = BARRIERD_ERR_SYSTEM;
+			goto out;
+		}
+	}
+	status = BARRIERD_OK;
+out:
+	saved_errno = errno;
+	free(resolved);
+	errno = saved_errno;
+	return status;
+}
+
+/*
+ * Opens PATH read-only, checks that only root (or we, or a uid of TRUSTED)
+ * could have written it (BARRIERD_ERR_UNTRUSTED, with the reason in
+ * c->detail: a forged file completes barriers that never happened), maps
+ * and validates it, reads this boot's id and checks that a daemon runs (on
+ * a file of this boot).
+ */
+static inline int barrierd_open_trusting(struct barrierd_client *c, const char *path,
+					 const uid_t *trusted, size_t ntrusted)
 {
 	struct stat st;
 	uint64_t magic, ncpu;
@@ -251,6 +345,7 @@ static inline int barrierd_open(struct barrierd_client *c, const char *path)
 	int status = BARRIERD_ERR_NOT_BARRIERD, saved_errno;
 
 	c->data = NULL;
+	c->detail[0] = '\0';
 	c->fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (c->fd < 0)
 		return BARRIERD_ERR_SYSTEM;
@@ -258,6 +353,10 @@ static inline int barrierd_open(struct barrierd_client *c, const char *path)
 		status = BARRIERD_ERR_SYSTEM;
 		goto fail;
 	}
+	status = barrierd_check_trust(c, path, &st, trusted, ntrusted);
+	if (status != BARRIERD_OK)
+		goto fail;
+	status = BARRIERD_ERR_NOT_BARRIERD;
 	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size < sizeof(*c->data))
 		goto fail;
 	c->size = (size_t)st.st_size;
@@ -290,6 +389,12 @@ fail:
 	barrierd_close(c);
 	errno = saved_errno;
 	return status;
+}
+
+/* barrierd_open_trusting that trusts root and us alone: the daemon's file. */
+static inline int barrierd_open(struct barrierd_client *c, const char *path)
+{
+	return barrierd_open_trusting(c, path, NULL, 0);
 }
 
 /*

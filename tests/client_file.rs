@@ -704,35 +704,78 @@ fn handles_are_shareable_between_threads() {
     shareable::<Barrier>();
 }
 
+/// `open PATH [UID]`: opens PATH with barrierd_open_trusting (trusting UID
+/// too, if given) and prints the status and its explanation.
+const C_OPEN_TRUSTING: &str = r#"
+#include <stdio.h>
+#include <stdlib.h>
+#include "barrierd.h"
+int main(int argc, char **argv)
+{
+	struct barrierd_client c;
+	uid_t trusted[1] = { 0 };
+	int status;
+
+	if (argc < 2 || argc > 3)
+		return 2;
+	if (argc == 3)
+		trusted[0] = (uid_t)strtoul(argv[2], NULL, 10);
+	status = barrierd_open_trusting(&c, argv[1], trusted, (size_t)argc - 2);
+	printf("%d %s\n", status, barrierd_explain(&c, status));
+	return 0;
+}
+"#;
+
 /// A file another user made (the forgery of a user who created PATH before
 /// the daemon), or one that others may write, or one in a directory others
-/// may write, is refused before a word of it is read.
+/// may write, is refused by both clients before a word of it is read.
 #[test]
 fn a_file_others_could_forge_is_refused() {
     require_privileged!();
     let dir = TempDir::new("client-forged");
     let path = dir.join("pub");
     let _fake = FakeDaemon::running(&path, 2);
-    assert!(Barrierd::open(&path).is_ok());
-    let untrusted = |path: &Path| match Barrierd::open_even_if_stopped(path) {
-        Err(OpenError::Untrusted { why, .. }) => why.0,
-        other => panic!("{other:?}"),
+    let c_open = dir.join("open");
+    std::fs::write(dir.join("open.c"), C_OPEN_TRUSTING).unwrap();
+    compile_c(&dir.join("open.c"), &c_open);
+    let c_open_status = |trusted: &[&str]| {
+        let output = Command::new(&c_open).arg(&path).args(trusted).output().unwrap();
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
     };
+    let refused = |needle: &str| {
+        let why = match Barrierd::open_even_if_stopped(&path) {
+            Err(OpenError::Untrusted { why, .. }) => why.0,
+            other => panic!("{other:?}"),
+        };
+        assert!(why.contains(needle), "{why}");
+        let c = c_open_status(&[]);
+        assert!(c.starts_with("-7 ") && c.contains(needle), "{c}");
+    };
+    let accepted = || {
+        assert!(Barrierd::open(&path).is_ok());
+        assert_eq!(c_open_status(&[]), "0 success");
+    };
+    accepted();
 
     nix::unistd::chown(&path, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
-    assert!(untrusted(&path).contains("owned by uid 65534"));
+    refused(&format!("it {} is owned by uid 65534", path.display()));
     assert!(Barrierd::open_trusting(&path, &[65534]).is_ok());
+    assert_eq!(c_open_status(&["65534"]), "0 success");
     nix::unistd::chown(&path, Some(nix::unistd::Uid::from_raw(0)), None).unwrap();
 
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
-    assert!(untrusted(&path).contains("others may write it"));
+    refused("has mode 666: others may write it");
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
 
+    nix::unistd::chown(&dir.0, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+    refused(&format!("directory {} is owned by uid 65534", dir.0.display()));
+    assert_eq!(c_open_status(&["65534"]), "0 success");
+    nix::unistd::chown(&dir.0, Some(nix::unistd::Uid::from_raw(0)), None).unwrap();
+
     std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o777)).unwrap();
-    assert!(untrusted(&path).contains("others may write it"));
+    refused("has mode 777: others may write it");
+    assert!(c_open_status(&["65534"]).starts_with("-7 directory"));
     std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o1777)).unwrap();
-    assert!(
-        Barrierd::open(&path).is_ok(),
-        "a sticky directory is safe for root's file"
-    );
+    // A sticky directory is safe for root's file: others cannot replace it.
+    accepted();
 }
