@@ -151,7 +151,10 @@ pub fn run(config: Config) -> Result<Stopped, DaemonError> {
         );
     }
     let notifier = Notifier::connect()?;
-    let prodder = config.prod_after.map(Prodder::new).transpose()?;
+    let prodder = config
+        .prod_after
+        .map(|after| Prodder::new(after, ncpu))
+        .transpose()?;
     let helper = launch::spawn(
         &config.helper,
         &config.helper_account,
@@ -351,17 +354,28 @@ impl Publisher {
         let Some(prodder) = self.prodder.as_mut() else {
             return;
         };
-        let (prodded, result) = prodder.prod(self.state.received(), monotonic_ns());
-        if prodded > 0 {
-            let prods = self.file.load(word::PRODS) + prodded;
-            self.file.store(word::PRODS, prods);
-            debug!("Prodded {prodded} CPU(s), {prods} in all.");
-        }
-        if let Err(e) = result {
-            if !self.prod_failed {
-                warn!("warning: cannot prod a lagging CPU: {e}; reported once");
-                self.prod_failed = true;
+        let round = match prodder.prod(self.state.received(), monotonic_ns()) {
+            Ok(round) => round,
+            Err(e) => {
+                if !self.prod_failed {
+                    warn!("warning: cannot prod lagging CPUs: {e}; reported once");
+                    self.prod_failed = true;
+                }
+                return;
             }
+        };
+        if round.prodded > 0 {
+            let prods = self.file.load(word::PRODS) + round.prodded;
+            self.file.store(word::PRODS, prods);
+            debug!("Prodded {} CPU(s), {prods} in all.", round.prodded);
+        }
+        if !round.unreachable.is_empty() && !self.prod_failed {
+            warn!(
+                "warning: --prod-after cannot reach CPU(s) {:?}: offline or outside barrierd's cpuset, \
+                 they hold barriers until they enter the kernel; reported once",
+                round.unreachable
+            );
+            self.prod_failed = true;
         }
     }
 

@@ -10,8 +10,7 @@
 
 use std::time::Duration;
 
-use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
-use nix::unistd::Pid;
+use barrierd_privsep::cpus::{self, CpuMask};
 
 /// How long after a client blocked in a barrier wait it may still be
 /// waiting: a waiter blocks again at least every 100 ms (its probe
@@ -21,31 +20,34 @@ const DEMAND_NS: u64 = 1_000_000_000;
 #[derive(Debug, thiserror::Error)]
 pub enum ProdError {
     #[error("reading the publisher's CPU affinity: {0}")]
-    Affinity(#[source] nix::Error),
-    #[error("moving onto CPU {cpu}: {source} (--prod-after needs barrierd allowed on every CPU)")]
-    Move {
-        cpu: usize,
-        #[source]
-        source: nix::Error,
-    },
-    #[error("moving back to the publisher's CPUs: {0}")]
-    MoveBack(#[source] nix::Error),
+    Affinity(#[source] std::io::Error),
+    #[error("moving onto a lagging CPU or back: {0}")]
+    Move(#[source] std::io::Error),
+}
+
+/// What a round of prods did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Round {
+    pub prodded: u64,
+    /// Lagging CPUs the kernel would not run us on: outside our cpuset.
+    pub unreachable: Vec<usize>,
 }
 
 pub struct Prodder {
     after_ns: u64,
     /// The CPUs we may run on, read at start: where we return after a prod.
-    home: CpuSet,
+    home: CpuMask,
     /// At most one round of prods per bound, whatever the passes do.
     not_before: u64,
 }
 
 impl Prodder {
-    /// Reads the affinity to return to; call before the sandbox is applied.
-    pub fn new(after: Duration) -> Result<Self, ProdError> {
+    /// Reads the affinity to return to (a mask for `ncpu` CPU slots); call
+    /// before the sandbox is applied.
+    pub fn new(after: Duration, ncpu: usize) -> Result<Self, ProdError> {
         Ok(Self {
             after_ns: u64::try_from(after.as_nanos()).unwrap_or(u64::MAX),
-            home: sched_getaffinity(Pid::from_raw(0)).map_err(ProdError::Affinity)?,
+            home: CpuMask::of_this_thread(ncpu).map_err(ProdError::Affinity)?,
             not_before: 0,
         })
     }
@@ -61,30 +63,15 @@ impl Prodder {
         (at < demand_ns.saturating_add(DEMAND_NS)).then_some(at)
     }
 
-    /// Moves onto every CPU that `lagging` names, then back home. Returns
-    /// how many were reached; the first failure ends the round.
-    pub fn prod(&mut self, received: &[u64], now: u64) -> (u64, Result<(), ProdError>) {
+    /// Moves onto every CPU that lags, then back home.
+    pub fn prod(&mut self, received: &[u64], now: u64) -> Result<Round, ProdError> {
         self.not_before = now.saturating_add(self.after_ns);
-        let mut prodded = 0;
-        for cpu in lagging(received, now, self.after_ns) {
-            let mut one = CpuSet::new();
-            let moved = one
-                .set(cpu)
-                .and_then(|()| sched_setaffinity(Pid::from_raw(0), &one));
-            if let Err(source) = moved {
-                return (
-                    prodded,
-                    self.go_home().and(Err(ProdError::Move { cpu, source })),
-                );
-            }
-            // sched_setaffinity returns once we run on `cpu`: it has switched.
-            prodded += 1;
-        }
-        (prodded, self.go_home())
-    }
-
-    fn go_home(&self) -> Result<(), ProdError> {
-        sched_setaffinity(Pid::from_raw(0), &self.home).map_err(ProdError::MoveBack)
+        let lagging = lagging(received, now, self.after_ns);
+        let unreachable = cpus::visit(&lagging, &self.home).map_err(ProdError::Move)?;
+        Ok(Round {
+            prodded: (lagging.len() - unreachable.len()) as u64,
+            unreachable,
+        })
     }
 }
 
@@ -115,7 +102,7 @@ mod tests {
     const MS: u64 = 1_000_000;
 
     fn prodder(after_ms: u64) -> Prodder {
-        Prodder::new(Duration::from_millis(after_ms)).unwrap()
+        Prodder::new(Duration::from_millis(after_ms), 2).unwrap()
     }
 
     #[test]
@@ -153,25 +140,38 @@ mod tests {
     fn a_round_of_prods_waits_a_whole_bound_for_the_next() {
         let mut p = prodder(5);
         // Nothing lags yet at 12 ms, but the round still spaces the next one.
-        let (prodded, result) = p.prod(&[10 * MS, 40 * MS], 12 * MS);
-        assert_eq!(prodded, 0);
-        result.unwrap();
+        assert_eq!(
+            p.prod(&[10 * MS, 40 * MS], 12 * MS).unwrap(),
+            Round::default()
+        );
         assert_eq!(p.deadline(&[10 * MS, 40 * MS], 12 * MS), Some(17 * MS));
     }
 
+    fn affinity() -> CpuMask {
+        CpuMask::of_this_thread(4096).unwrap()
+    }
+
+    /// A lagging CPU of ours is prodded; one the kernel does not have (here
+    /// CPU 1500, past what a 1024-bit `cpu_set_t` can name) is reported,
+    /// and the round still ends at home.
     #[test]
     fn prodding_runs_us_on_the_lagging_cpu_and_brings_us_home() {
-        let mut p = prodder(1);
-        let home = sched_getaffinity(Pid::from_raw(0)).unwrap();
-        let cpu = (0..CpuSet::count())
-            .find(|&cpu| home.is_set(cpu).unwrap_or(false))
-            .unwrap();
-        // Another (quiescent) CPU reported at the read, after it.
-        let mut received = vec![1000 * MS; cpu + 2];
+        let ncpu = 4096;
+        let mut p = Prodder::new(Duration::from_millis(1), ncpu).unwrap();
+        let home = affinity();
+        let cpu = barrierd_privsep::cpus::online_cpus().unwrap()[0];
+        // Every other CPU quiescent: reported at the read, after it.
+        let mut received = vec![1000 * MS; ncpu];
         received[cpu] = MS;
-        let (prodded, result) = p.prod(&received, 1000 * MS);
-        result.unwrap();
-        assert_eq!(prodded, 1);
-        assert_eq!(sched_getaffinity(Pid::from_raw(0)).unwrap(), home);
+        received[1500] = MS;
+        let round = p.prod(&received, 1000 * MS).unwrap();
+        assert_eq!(
+            round,
+            Round {
+                prodded: 1,
+                unreachable: vec![1500]
+            }
+        );
+        assert_eq!(affinity(), home);
     }
 }

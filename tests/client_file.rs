@@ -739,7 +739,11 @@ fn a_file_others_could_forge_is_refused() {
     std::fs::write(dir.join("open.c"), C_OPEN_TRUSTING).unwrap();
     compile_c(&dir.join("open.c"), &c_open);
     let c_open_status = |trusted: &[&str]| {
-        let output = Command::new(&c_open).arg(&path).args(trusted).output().unwrap();
+        let output = Command::new(&c_open)
+            .arg(&path)
+            .args(trusted)
+            .output()
+            .unwrap();
         String::from_utf8_lossy(&output.stdout).trim().to_owned()
     };
     let refused = |needle: &str| {
@@ -768,7 +772,10 @@ fn a_file_others_could_forge_is_refused() {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
 
     nix::unistd::chown(&dir.0, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
-    refused(&format!("directory {} is owned by uid 65534", dir.0.display()));
+    refused(&format!(
+        "directory {} is owned by uid 65534",
+        dir.0.display()
+    ));
     assert_eq!(c_open_status(&["65534"]), "0 success");
     nix::unistd::chown(&dir.0, Some(nix::unistd::Uid::from_raw(0)), None).unwrap();
 

@@ -23,6 +23,7 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::{env, io};
 
+use barrierd_privsep::cpus::{self, CpuMask};
 use barrierd_privsep::credentials::{self, CredentialsError};
 use barrierd_privsep::ipc::{HelperEnd, HelperMessage, IpcError, MAX_CPUS, PROTOCOL_VERSION};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
@@ -110,7 +111,7 @@ fn run() -> Result<Infallible, Error> {
     let socket = policy::inherited_socket(SOCKET_FD);
     let mut publisher = HelperEnd::new(socket).map_err(Error::Socket)?;
 
-    let ncpu = barrierd_privsep::cpus::possible_cpus().map_err(Error::PossibleCpus)?;
+    let ncpu = cpus::possible_cpus().map_err(Error::PossibleCpus)?;
     if ncpu > MAX_CPUS {
         return Err(Error::TooManyCpus(ncpu));
     }
@@ -154,9 +155,10 @@ fn run() -> Result<Infallible, Error> {
     // since before we attached until its next interrupt: the first start
     // quiescent, and running on each of the others once makes it switch (and
     // record whether it is quiescent) now.
-    let online = barrierd_privsep::cpus::online_cpus().map_err(Error::PossibleCpus)?;
+    let online = cpus::online_cpus().map_err(Error::PossibleCpus)?;
     timestamps.mark_offline((0..ncpu).filter(|cpu| !online.contains(cpu)));
-    for cpu in policy::visit(&online, ncpu).map_err(Error::Visit)? {
+    let home = CpuMask::of_this_thread(ncpu).map_err(Error::Visit)?;
+    for cpu in cpus::visit(&online, &home).map_err(Error::Visit)? {
         eprintln!(
             "barrierd-helper: CPU {cpu} went offline or is outside our cpuset; it records its state at its next event"
         );

@@ -135,60 +135,6 @@ pub fn exit_now(status: i32) -> ! {
     unsafe { libc::_exit(status) }
 }
 
-/// A CPU mask for `sched_{get,set}affinity` as wide as the machine's CPU
-/// ids (`libc::cpu_set_t` stops at 1024, and the kernel refuses a mask
-/// narrower than its own).
-struct CpuMask(Vec<libc::c_ulong>);
-
-impl CpuMask {
-    const BITS: usize = libc::c_ulong::BITS as usize;
-
-    fn empty(ncpu: usize) -> Self {
-        Self(vec![0; ncpu.div_ceil(Self::BITS).max(1)])
-    }
-
-    fn only(ncpu: usize, cpu: usize) -> Self {
-        let mut mask = Self::empty(ncpu);
-        mask.0[cpu / Self::BITS] |= 1 << (cpu % Self::BITS);
-        mask
-    }
-
-    fn bytes(&self) -> usize {
-        std::mem::size_of_val(self.0.as_slice())
-    }
-}
-
-/// Runs the calling thread once on each of `cpus` (ids below `ncpu`), then
-/// restores its affinity: each CPU context-switches to us and back. Returns
-/// the CPUs it could not run on: gone offline since the list was read (their
-/// switch to idle was traced), or outside our cpuset (they record their
-/// state at their next event).
-pub fn visit(cpus: &[usize], ncpu: usize) -> io::Result<Vec<usize>> {
-    let mut original = CpuMask::empty(ncpu);
-    // SAFETY: the mask is valid for writes of `bytes()` bytes.
-    if unsafe { libc::sched_getaffinity(0, original.bytes(), original.0.as_mut_ptr().cast()) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let mut skipped = Vec::new();
-    for &cpu in cpus {
-        let one = CpuMask::only(ncpu, cpu);
-        // SAFETY: the mask is valid for reads of `bytes()` bytes. On return
-        // we run on `cpu`.
-        if unsafe { libc::sched_setaffinity(0, one.bytes(), one.0.as_ptr().cast()) } != 0 {
-            let error = io::Error::last_os_error();
-            if error.raw_os_error() != Some(libc::EINVAL) {
-                return Err(error);
-            }
-            skipped.push(cpu);
-        }
-    }
-    // SAFETY: restoring the mask read above.
-    if unsafe { libc::sched_setaffinity(0, original.bytes(), original.0.as_ptr().cast()) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(skipped)
-}
-
 #[cfg(test)]
 mod tests {
     use barrierd_privsep::seccomp::{install, run_confined_child};
@@ -235,32 +181,6 @@ mod tests {
             stderr.contains("forbidden system call bpf (321)"),
             "{stderr:?}"
         );
-    }
-
-    #[test]
-    fn cpu_masks_reach_every_possible_cpu() {
-        let mask = CpuMask::only(4096, 1500);
-        assert_eq!(mask.bytes(), 512);
-        assert_eq!(mask.0.iter().map(|w| w.count_ones()).sum::<u32>(), 1);
-        assert_eq!(mask.0[1500 / 64], 1 << (1500 % 64));
-        assert_eq!(CpuMask::empty(2).bytes(), 8);
-    }
-
-    #[test]
-    fn visiting_this_machines_cpus_restores_our_affinity() {
-        let ncpu = barrierd_privsep::cpus::possible_cpus().unwrap();
-        let allowed = || {
-            let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
-            let list = status
-                .lines()
-                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-                .unwrap()
-                .to_owned();
-            barrierd_privsep::cpus::parse_cpu_list(&list).unwrap()
-        };
-        let before = allowed();
-        assert_eq!(visit(&before, ncpu).unwrap(), Vec::<usize>::new());
-        assert_eq!(allowed(), before);
     }
 
     #[test]
