@@ -15,16 +15,12 @@ use std::time::Duration;
 use barrierd_client::{
     Barrier, BarrierTicket, Barrierd, Fallback, Liveness, OpenError, Via, WaitError, Why,
 };
-use common::{BusyCpus, Daemon, TempDir};
+use common::{compile_c, repo, BusyCpus, Daemon, TempDir};
 use nix::sys::signal::Signal;
 
 /// A correctness bound for one barrier, not a latency target.
 const BARRIER_TIMEOUT: Duration = Duration::from_secs(30);
 const NOBODY: u32 = 65534;
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// The `wait` example, which `cargo test` builds next to the binaries.
 fn wait_example() -> PathBuf {
@@ -43,15 +39,7 @@ fn wait_example() -> PathBuf {
 /// into `dir` (world-readable, so that nobody can run it too).
 fn compile_c_example(name: &str, dir: &TempDir) -> PathBuf {
     let output = dir.join(name);
-    let status = Command::new("cc")
-        .args(["-Wall", "-Wextra", "-Werror", "-O2", "-I"])
-        .arg(repo().join("include"))
-        .arg(repo().join("examples").join(format!("{name}.c")))
-        .arg("-o")
-        .arg(&output)
-        .status()
-        .expect("running cc (install gcc: scripts/setup)");
-    assert!(status.success(), "cc examples/{name}.c failed");
+    compile_c(&repo().join("examples").join(format!("{name}.c")), &output);
     output
 }
 

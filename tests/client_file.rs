@@ -17,25 +17,7 @@ use barrierd_client::layout::{self, word, BootId};
 use barrierd_client::{
     Barrier, BarrierError, Barrierd, Fallback, Liveness, OpenError, Via, WaitError, Why,
 };
-use common::TempDir;
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Compiles a C program against include/barrierd.h as the README says
-/// users do, with warnings as errors.
-fn compile_c(source: &Path, output: &Path) {
-    let status = Command::new("cc")
-        .args(["-Wall", "-Wextra", "-Werror", "-O2", "-I"])
-        .arg(repo().join("include"))
-        .arg(source)
-        .arg("-o")
-        .arg(output)
-        .status()
-        .expect("running cc (install gcc: scripts/setup)");
-    assert!(status.success(), "cc {} failed", source.display());
-}
+use common::{compile_c, repo, TempDir};
 
 /// "name value" lines into a map.
 fn parse_pairs(text: &str) -> BTreeMap<String, u64> {

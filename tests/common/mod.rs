@@ -14,6 +14,24 @@ use std::time::{Duration, Instant};
 /// Generous: a correctness bound, not a latency target.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Compiles a C program against include/barrierd.h as the README says
+/// users do, with warnings as errors.
+pub fn compile_c(source: &Path, output: &Path) {
+    let status = Command::new("cc")
+        .args(["-Wall", "-Wextra", "-Werror", "-O2", "-I"])
+        .arg(repo().join("include"))
+        .arg(source)
+        .arg("-o")
+        .arg(output)
+        .status()
+        .expect("running cc (install gcc: scripts/setup)");
+    assert!(status.success(), "cc {} failed", source.display());
+}
+
 /// Why privileged tests cannot run here, if they cannot.
 pub fn unprivileged_reason() -> Option<String> {
     if !nix::unistd::geteuid().is_root() {
