@@ -220,6 +220,52 @@ mod tests {
         );
     }
 
+    /// Code running in a compromised publisher cannot reach its helper (the
+    /// test process stands in for it) by any of the ways another process
+    /// of the same kernel could: each is a forbidden system call.
+    #[test]
+    fn a_compromised_publisher_cannot_reach_another_process() {
+        let target = std::process::id() as libc::c_long;
+        let attempts: [(&str, libc::c_long, [libc::c_long; 4]); 6] = [
+            ("kill", libc::SYS_kill, [target, 0, 0, 0]),
+            ("tgkill", libc::SYS_tgkill, [target, target, 0, 0]),
+            (
+                "ptrace",
+                libc::SYS_ptrace,
+                [libc::PTRACE_SEIZE as libc::c_long, target, 0, 0],
+            ),
+            (
+                "process_vm_readv",
+                libc::SYS_process_vm_readv,
+                [target, 0, 0, 0],
+            ),
+            ("pidfd_open", libc::SYS_pidfd_open, [target, 0, 0, 0]),
+            (
+                "setpriority",
+                libc::SYS_setpriority,
+                [libc::PRIO_PROCESS as libc::c_long, target, 19, 0],
+            ),
+        ];
+        for (name, number, [a, b, c, d]) in attempts {
+            let (status, stderr) = run_confined_child(
+                || lock_down(3, 4, None, true).unwrap_or_else(|_| exit(2)),
+                // SAFETY: each call names another process; the filter traps
+                // it before it runs.
+                || unsafe {
+                    libc::syscall(number, a, b, c, d);
+                },
+            );
+            assert!(
+                libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGSYS,
+                "{name}: status {status:#x}, stderr {stderr:?}"
+            );
+            assert!(
+                stderr.contains(&format!("forbidden system call {name}")),
+                "{name}: {stderr:?}"
+            );
+        }
+    }
+
     /// sched_setaffinity on itself, says so, then on its parent.
     fn set_affinity_of_self_then_parent(prod: bool) -> (i32, String) {
         let parent = std::process::id() as libc::pid_t;
