@@ -368,7 +368,9 @@ fn descriptors_inherited_without_cloexec_reach_neither_process() {
 }
 
 /// contrib/barrierd.service as systemd reads it: `systemd-analyze verify`
-/// (which also checks that ExecStart exists) reports nothing.
+/// (which also checks that ExecStart exists) reports nothing, and
+/// `systemd-analyze security` rates its exposure no worse than today's 2.8
+/// (what is left and why: ARCHITECTURE.md, "Who is trusted").
 #[test]
 fn the_systemd_unit_verifies() {
     let Ok(version) = std::process::Command::new("systemd-analyze")
@@ -400,6 +402,16 @@ fn the_systemd_unit_verifies() {
     assert!(
         output.status.success() && report.trim().is_empty(),
         "{report}"
+    );
+    let output = std::process::Command::new("systemd-analyze")
+        .args(["security", "--offline=yes", "--threshold=28"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "exposure above 2.8:\n{}",
+        String::from_utf8_lossy(&output.stdout)
     );
 }
 
