@@ -641,3 +641,76 @@ fn tells_the_service_manager_when_ready_and_stopping() {
     let n = manager.recv(&mut buf).expect("no STOPPING=1");
     assert_eq!(&buf[..n], b"STOPPING=1");
 }
+
+/// A cpuset cgroup limited to some CPUs, removed on drop (cgroup v1's
+/// cpuset hierarchy, or v2's with the controller enabled for children).
+struct Cpuset(std::path::PathBuf);
+
+impl Cpuset {
+    fn new(name: &str, cpus: &str) -> Self {
+        let v1 = std::path::Path::new("/sys/fs/cgroup/cpuset");
+        let dir = if v1.join("cpuset.cpus").exists() {
+            v1.join(name)
+        } else {
+            let root = std::path::Path::new("/sys/fs/cgroup");
+            std::fs::write(root.join("cgroup.subtree_control"), "+cpuset")
+                .expect("enabling the cpuset controller");
+            root.join(name)
+        };
+        let _ = std::fs::remove_dir(&dir);
+        std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        let cgroup = Self(dir);
+        std::fs::write(cgroup.0.join("cpuset.cpus"), cpus).unwrap();
+        std::fs::write(cgroup.0.join("cpuset.mems"), "0").unwrap();
+        cgroup
+    }
+
+    /// `sh -c` that moves itself into the cgroup, then runs its arguments.
+    fn command(&self) -> std::process::Command {
+        let mut command = std::process::Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!(
+                "echo $$ > {}/cgroup.procs && exec \"$@\"",
+                self.0.display()
+            ))
+            .arg("sh")
+            .arg(common::barrierd_bin());
+        command
+    }
+}
+
+impl Drop for Cpuset {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// Started in a cpuset without CPU 1, the daemon cannot run there to make
+/// it switch: it says so and starts, and CPU 1 records its state at its
+/// next event, so barriers still complete.
+#[test]
+fn a_cpu_outside_the_cpuset_is_skipped_and_named() {
+    require_privileged!();
+    require_cpus!(2);
+    let dir = TempDir::new("cpuset");
+    let path = dir.join("pub");
+    let cpuset = Cpuset::new(&format!("barrierd-test-{}", std::process::id()), "0");
+    let daemon = Daemon::start_command(cpuset.command(), &path, &[]);
+    assert_eq!(
+        proc_status(daemon.helper_pid())["Cpus_allowed_list"],
+        "0",
+        "the helper runs in the cpuset"
+    );
+    let log = daemon.stderr.text();
+    assert!(
+        log.contains("CPU 1 went offline or is outside our cpuset"),
+        "{log}"
+    );
+    Barrierd::open(&path)
+        .unwrap()
+        .heavy_barrier(Duration::from_secs(30))
+        .unwrap();
+    let (status, log) = daemon.stop();
+    assert!(status.success(), "{log}");
+}
