@@ -8,6 +8,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -436,9 +437,10 @@ fn bpftool(args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
-/// The id of the helper's BPF `.bss` map, found through the helper's own
-/// descriptors, so that other daemons' programs are not mistaken for it.
-pub fn helper_bss_id(helper_pid: i32) -> String {
+/// The id of the helper's BPF map whose name ends with `suffix`, found
+/// through the helper's own descriptors, so that other daemons' programs
+/// are not mistaken for it.
+pub fn helper_map_id(helper_pid: i32, suffix: &str) -> String {
     let fdinfo = std::fs::read_dir(format!("/proc/{helper_pid}/fdinfo")).unwrap();
     for entry in fdinfo {
         let text = std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default();
@@ -451,12 +453,17 @@ pub fn helper_bss_id(helper_pid: i32) -> String {
         };
         if bpftool(&["map", "show", "id", id])["name"]
             .as_str()
-            .is_some_and(|name| name.ends_with(".bss"))
+            .is_some_and(|name| name.ends_with(suffix))
         {
             return id.to_owned();
         }
     }
-    panic!("helper {helper_pid} holds no .bss map");
+    panic!("helper {helper_pid} holds no map named *{suffix}");
+}
+
+/// The id of the helper's BPF `.bss` map.
+pub fn helper_bss_id(helper_pid: i32) -> String {
+    helper_map_id(helper_pid, ".bss")
 }
 
 /// The helper's BPF `.bss` as bpftool formats it with BTF (field names of
@@ -501,10 +508,8 @@ pub fn helper_bss_offset(helper_pid: i32, name: &str) -> usize {
         .unwrap()
 }
 
-/// The helper's `.bss`, mapped writable: for tests that put BPF memory into
-/// a state that only an event the kernel does not trace would leave.
-pub fn map_helper_bss(helper_pid: i32) -> memmap2::MmapRaw {
-    let id: u32 = helper_bss_id(helper_pid).parse().unwrap();
+/// A descriptor of the helper's map `id` (as root).
+fn map_fd(id: u32) -> std::fs::File {
     // union bpf_attr for BPF_MAP_GET_FD_BY_ID: map_id, next_id, open_flags.
     let attr = [id, 0, 0, 0];
     // SAFETY: BPF_MAP_GET_FD_BY_ID (14) reads `attr`, valid for its size.
@@ -522,14 +527,53 @@ pub fn map_helper_bss(helper_pid: i32) -> memmap2::MmapRaw {
         std::io::Error::last_os_error()
     );
     // SAFETY: the kernel just gave us this descriptor.
-    let map = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
+    unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) }
+}
+
+/// The helper's `.bss`, mapped writable: for tests that put BPF memory into
+/// a state that only an event the kernel does not trace would leave.
+pub fn map_helper_bss(helper_pid: i32) -> memmap2::MmapRaw {
+    let id: u32 = helper_bss_id(helper_pid).parse().unwrap();
     let value_size = bpftool(&["map", "show", "id", &id.to_string()])["bytes_value"]
         .as_u64()
         .unwrap();
     memmap2::MmapOptions::new()
         .len(value_size as usize)
-        .map_raw(&map)
+        .map_raw(&map_fd(id))
         .unwrap()
+}
+
+/// The producer position of the helper's wake-up ring buffer (its second
+/// page, which the kernel lets anyone holding the map map read-only): it
+/// grows with every record BPF writes, so it counts signals.
+pub struct RingProducer(memmap2::Mmap);
+
+impl RingProducer {
+    pub fn of_helper(helper_pid: i32) -> Self {
+        let id: u32 = helper_map_id(helper_pid, "wakeups").parse().unwrap();
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64;
+        // SAFETY: a read-only shared mapping of the kernel's page; we read
+        // it only through an atomic load.
+        let map = unsafe {
+            memmap2::MmapOptions::new()
+                .offset(page)
+                .len(page as usize)
+                .map(&map_fd(id))
+                .unwrap()
+        };
+        Self(map)
+    }
+
+    pub fn position(&self) -> u64 {
+        // SAFETY: the page starts with the kernel's 8-byte aligned producer
+        // position, which it stores atomically; read-only, so a relaxed
+        // load, then an acquire fence.
+        let position = unsafe { AtomicU64::from_ptr(self.0.as_ptr() as *mut u64) }
+            .load(std::sync::atomic::Ordering::Relaxed);
+        std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
+        position
+    }
 }
 
 /// A process's pids, outermost pid namespace first (/proc/PID/status NSpid).
