@@ -5,7 +5,7 @@
  * each one waited.
  *
  *     cc -Wall -Wextra -O2 -Iinclude examples/client.c -o client
- *     ./client /run/barrierd 10
+ *     ./client /run/barrierd/public_file 10
  *
  * Exit status: 0 after ITERATIONS barriers, 1 on any failure (message on
  * stderr), 2 on a bad command line.

@@ -5,7 +5,7 @@
  * a live file, and for checking that C and Rust read the same thing.
  *
  *     cc -Wall -Wextra -O2 -Iinclude examples/dump.c -o dump
- *     ./dump /run/barrierd
+ *     ./dump /run/barrierd/public_file
  *
  * Exit status: 0, or 1 if PATH is not a file a running daemon publishes.
  */

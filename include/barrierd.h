@@ -32,6 +32,10 @@
 #include <stdint.h>
 
 #define BARRIERD_MAGIC_BYTES "barrierd"  /* the magic word's 8 bytes, in memory order */
+/* Where the daemon publishes unless told otherwise, and where clients look. */
+#define BARRIERD_DEFAULT_PATH "/run/barrierd/public_file"
+/* The environment variable that names another file for clients. */
+#define BARRIERD_PATH_VARIABLE "BARRIERD_FILE"
 #define BARRIERD_FORMAT_VERSION 1
 #define BARRIERD_STATE_STOPPED 0
 #define BARRIERD_STATE_RUNNING 1
@@ -63,8 +67,9 @@ struct barrierd_mapped_data {
 /*
  * Optional helpers, mirroring the Rust client (client/src): open and
  * validate, liveness, futex waits, the heavy barrier. They need GCC or
- * Clang (__atomic builtins) and glibc's default feature macros (syscall,
- * clock_gettime); define BARRIERD_NO_HELPERS to get the layout alone.
+ * Clang (__atomic builtins) and glibc's default feature set (syscall,
+ * realpath, clock_gettime): the GNU modes have it, strict -std=c99 or c11
+ * need -D_DEFAULT_SOURCE. Define BARRIERD_NO_HELPERS to get the layout alone.
  *
  * Trust: a forged file completes barriers that never happened, so
  * barrierd_open reads no word of a file that someone other than root or the
@@ -85,6 +90,15 @@ struct barrierd_mapped_data {
  * before trusting the word waited on.
  */
 #ifndef BARRIERD_NO_HELPERS
+
+/*
+ * syscall(), realpath() and the rest need glibc's default feature set,
+ * which strict modes (-std=c99, -std=c11) leave out; <stdint.h> above has
+ * already read the feature macros.
+ */
+#if !defined(_DEFAULT_SOURCE) && !defined(_GNU_SOURCE)
+#error "barrierd.h: its helpers need the default feature set: compile with -D_DEFAULT_SOURCE (or -std=gnu11), or define BARRIERD_NO_HELPERS for the layout alone"
+#else
 
 #include <errno.h>
 #include <fcntl.h>
@@ -123,7 +137,7 @@ struct barrierd_client {
 	size_t size;
 	int fd;
 	uint64_t boot_id[2];	/* this boot's, read by barrierd_open */
-	/* Which file or directory barrierd_open did not trust, and why. */
+	/* What barrierd_open found wrong, when a status cannot say it all. */
 	char detail[192];
 };
 
@@ -144,10 +158,10 @@ static inline const char *barrierd_strerror(int status)
 	}
 }
 
-/* barrierd_strerror, or what barrierd_open found untrusted. */
+/* barrierd_strerror, or what barrierd_open found wrong in detail. */
 static inline const char *barrierd_explain(const struct barrierd_client *c, int status)
 {
-	if (status == BARRIERD_ERR_UNTRUSTED && c->detail[0] != '\0')
+	if (status != BARRIERD_OK && c->detail[0] != '\0')
 		return c->detail;
 	return barrierd_strerror(status);
 }
@@ -353,6 +367,12 @@ static inline int barrierd_open_trusting(struct barrierd_client *c, const char *
 		status = BARRIERD_ERR_SYSTEM;
 		goto fail;
 	}
+	if (S_ISDIR(st.st_mode)) {
+		snprintf(c->detail, sizeof(c->detail),
+			 "a directory: open the barrierd file in it (the daemon's default is "
+			 BARRIERD_DEFAULT_PATH ")");
+		goto fail;
+	}
 	status = barrierd_check_trust(c, path, &st, trusted, ntrusted);
 	if (status != BARRIERD_OK)
 		goto fail;
@@ -395,6 +415,20 @@ fail:
 static inline int barrierd_open(struct barrierd_client *c, const char *path)
 {
 	return barrierd_open_trusting(c, path, NULL, 0);
+}
+
+/* $BARRIERD_FILE if set and not empty, else BARRIERD_DEFAULT_PATH. */
+static inline const char *barrierd_default_path(void)
+{
+	const char *path = getenv(BARRIERD_PATH_VARIABLE);
+
+	return path != NULL && path[0] != '\0' ? path : BARRIERD_DEFAULT_PATH;
+}
+
+/* barrierd_open on barrierd_default_path(). */
+static inline int barrierd_open_default(struct barrierd_client *c)
+{
+	return barrierd_open(c, barrierd_default_path());
 }
 
 /*
@@ -475,6 +509,26 @@ static inline int barrierd_heavy_barrier(const struct barrierd_client *c, uint64
 	return status;
 }
 
+#define BARRIERD_MEMBARRIER_CMD_GLOBAL 1	/* <linux/membarrier.h>'s MEMBARRIER_CMD_GLOBAL */
+
+/*
+ * barrierd_heavy_barrier, or membarrier(MEMBARRIER_CMD_GLOBAL) (the same
+ * guarantee for the same light side, tens of ms) when C is not open (its
+ * data NULL: barrierd_open failed), the daemon does not run or does not
+ * complete the barrier within TIMEOUT_NS. Returns BARRIERD_OK through the
+ * daemon, 1 through membarrier, BARRIERD_ERR_SYSTEM if membarrier failed.
+ */
+static inline int barrierd_heavy_barrier_or_membarrier(const struct barrierd_client *c,
+						       uint64_t timeout_ns)
+{
+	if (c->data != NULL && barrierd_heavy_barrier(c, timeout_ns) == BARRIERD_OK)
+		return BARRIERD_OK;
+	if (syscall(SYS_membarrier, BARRIERD_MEMBARRIER_CMD_GLOBAL, 0) != 0)
+		return BARRIERD_ERR_SYSTEM;
+	return 1;
+}
+
+#endif /* the default feature set */
 #endif /* !BARRIERD_NO_HELPERS */
 
 #endif /* !BARRIERD_H */

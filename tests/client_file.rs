@@ -283,7 +283,14 @@ fn open_says_what_is_wrong_with_the_file() {
     let path = dir.join("pub");
     assert!(matches!(open_error(&path), OpenError::NoFile { .. }));
     assert!(open_error(&path).to_string().contains("daemon not running"));
-    assert!(matches!(open_error(&dir.0), OpenError::NotRegular { .. }));
+    let directory = open_error(&dir.0);
+    assert!(matches!(directory, OpenError::Directory { .. }));
+    assert!(
+        directory.to_string().contains(
+            "open the barrierd file in it (the daemon's default is /run/barrierd/public_file)"
+        ),
+        "{directory}"
+    );
     nix::unistd::mkfifo(&dir.join("fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
     assert!(matches!(
         open_error(&dir.join("fifo")),
@@ -480,7 +487,7 @@ fn barrier_falls_back_to_membarrier() {
     let dir = TempDir::new("client-barrier-membarrier");
     let missing = Barrier::open(dir.join("pub"), Fallback::Membarrier).unwrap();
     assert!(matches!(
-        missing.unavailable(),
+        missing.unavailable().as_deref(),
         Some(OpenError::NoFile { .. })
     ));
     assert_eq!(missing.heavy().unwrap(), Via::Membarrier(Why::Unavailable));
@@ -503,6 +510,127 @@ fn barrier_falls_back_to_membarrier() {
     // Running again, but this fake never publishes: the wait times out.
     fake.lock();
     assert_eq!(barrier.heavy().unwrap(), Via::Membarrier(Why::TimedOut));
+}
+
+/// `open-default`: barrierd_open_default, then the status and its
+/// explanation.
+const C_OPEN_DEFAULT: &str = r#"
+#include <stdio.h>
+#include "barrierd.h"
+int main(void)
+{
+	struct barrierd_client c;
+	int status = barrierd_open_default(&c);
+
+	printf("%s %d %s\n", barrierd_default_path(), status, barrierd_explain(&c, status));
+	return 0;
+}
+"#;
+
+#[test]
+fn c_open_default_reads_barrierd_file_and_names_a_directory() {
+    let dir = TempDir::new("client-c-default");
+    let path = dir.join("pub");
+    let _fake = FakeDaemon::running(&path, 2);
+    std::fs::write(dir.join("open_default.c"), C_OPEN_DEFAULT).unwrap();
+    let program = dir.join("open_default");
+    compile_c(&dir.join("open_default.c"), &program);
+    let run = |file: Option<&Path>| {
+        let mut command = Command::new(&program);
+        match file {
+            Some(file) => command.env("BARRIERD_FILE", file),
+            None => command.env_remove("BARRIERD_FILE"),
+        };
+        let output = command.output().unwrap();
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    assert_eq!(run(Some(&path)), format!("{} 0 success", path.display()));
+    assert_eq!(
+        run(Some(&dir.0)),
+        format!(
+            "{} -2 a directory: open the barrierd file in it (the daemon's default is /run/barrierd/public_file)",
+            dir.0.display()
+        )
+    );
+    assert!(run(None).starts_with("/run/barrierd/public_file "));
+    assert_eq!(barrierd_client::DEFAULT_PATH, "/run/barrierd/public_file");
+}
+
+/// `fallback PATH`: opens PATH (ignoring failure) and prints what
+/// barrierd_heavy_barrier_or_membarrier returns.
+const C_FALLBACK: &str = r#"
+#include <stdio.h>
+#include "barrierd.h"
+int main(int argc, char **argv)
+{
+	struct barrierd_client c;
+
+	if (argc != 2)
+		return 2;
+	barrierd_open(&c, argv[1]);
+	printf("%d\n", barrierd_heavy_barrier_or_membarrier(&c, 200000000ULL));
+	return 0;
+}
+"#;
+
+#[test]
+fn c_helpers_fall_back_to_membarrier() {
+    let dir = TempDir::new("client-c-fallback");
+    let path = dir.join("pub");
+    std::fs::write(dir.join("fallback.c"), C_FALLBACK).unwrap();
+    let program = dir.join("fallback");
+    compile_c(&dir.join("fallback.c"), &program);
+    let run = || {
+        let output = Command::new(&program).arg(&path).output().unwrap();
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    assert_eq!(run(), "1", "no file: membarrier");
+    let mut fake = FakeDaemon::running(&path, 2);
+    assert_eq!(run(), "1", "running, but nothing published: times out");
+    fake.set(word::LAST_INTERRUPT_NS, u64::MAX / 2);
+    assert_eq!(run(), "0", "through the daemon");
+    fake.set(word::LAST_INTERRUPT_NS, 0);
+    fake.stop();
+    assert_eq!(run(), "1", "stopped: membarrier");
+}
+
+/// A daemon that starts after the Barrier was opened, or that restarts on a
+/// new file at the path, is used once the Barrier opens the path again (at
+/// most once per REOPEN_INTERVAL), not membarrier for ever.
+#[test]
+fn a_barrier_finds_a_daemon_that_starts_later_or_on_a_new_file() {
+    let dir = TempDir::new("client-barrier-reopen");
+    let path = dir.join("pub");
+    let barrier = Barrier::open(&path, Fallback::Membarrier)
+        .unwrap()
+        .with_timeout(Duration::from_secs(10));
+    assert_eq!(barrier.heavy().unwrap(), Via::Membarrier(Why::Unavailable));
+
+    let publish = |fake: &FakeDaemon| fake.set(word::LAST_INTERRUPT_NS, u64::MAX / 2);
+    let mut first = FakeDaemon::running(&path, 2);
+    publish(&first);
+    std::thread::sleep(barrierd_client::REOPEN_INTERVAL);
+    assert_eq!(barrier.heavy().unwrap(), Via::Daemon);
+    let first_file = barrier.daemon().unwrap();
+
+    // Stopped before it published past the next T.
+    first.set(word::LAST_INTERRUPT_NS, 0);
+    first.stop();
+    std::fs::remove_file(&path).unwrap();
+    let second = FakeDaemon::running(&path, 2);
+    publish(&second);
+    assert_eq!(
+        barrier.heavy().unwrap(),
+        Via::Membarrier(Why::NotRunning(Liveness::Stopped)),
+        "the old file says stopped"
+    );
+    // Until REOPEN_INTERVAL after the last open, which found the first.
+    std::thread::sleep(barrierd_client::REOPEN_INTERVAL);
+    assert_eq!(barrier.heavy().unwrap(), Via::Daemon);
+    assert!(!std::sync::Arc::ptr_eq(
+        &first_file,
+        &barrier.daemon().unwrap()
+    ));
 }
 
 /// This boot's id with one byte flipped, and the all-zero id of a file
@@ -767,4 +895,43 @@ fn a_file_others_could_forge_is_refused() {
     std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o1777)).unwrap();
     // A sticky directory is safe for root's file: others cannot replace it.
     accepted();
+}
+
+/// The header in strict C modes: with the default feature set asked for it
+/// compiles warning-free under -pedantic; without, the first error is the
+/// header's own, saying what to define.
+#[test]
+fn the_header_compiles_in_strict_modes_or_says_what_to_define() {
+    let dir = TempDir::new("client-c-strict");
+    let cc = |flags: &[&str]| {
+        Command::new("cc")
+            .args(flags)
+            .args([
+                "-Wall",
+                "-Wextra",
+                "-Werror",
+                "-pedantic",
+                "-O2",
+                "-c",
+                "-I",
+            ])
+            .arg(repo().join("include"))
+            .arg(repo().join("examples/client.c"))
+            .arg("-o")
+            .arg(dir.join("client.o"))
+            .output()
+            .expect("running cc (install gcc: scripts/setup)")
+    };
+    for std in ["-std=c99", "-std=c11", "-std=c17"] {
+        let output = cc(&[std, "-D_DEFAULT_SOURCE"]);
+        assert!(output.status.success(), "{std}: {output:?}");
+        let output = cc(&[std]);
+        assert!(!output.status.success(), "{std} without _DEFAULT_SOURCE");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let first_error = stderr.lines().find(|l| l.contains("error")).unwrap_or("");
+        assert!(
+            first_error.contains("compile with -D_DEFAULT_SOURCE"),
+            "{std}: {stderr}"
+        );
+    }
 }

@@ -5,7 +5,7 @@
 //! Two threads on two CPUs, and every round fresh words `a` and `b`, both 0:
 //!
 //! ```text
-//! light (one CPU):  a = 1; light_barrier(); r_light = b
+//! light (one CPU):  a = 1; light(); r_light = b
 //! heavy (another):  b = 1; heavy();         r_heavy = a
 //! ```
 //!
@@ -55,7 +55,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use barrierd_client::layout::{self, word};
-use barrierd_client::{light_barrier, Barrierd};
+use barrierd_client::Barrierd;
 use common::{monotonic_ns, pin_current_thread, Daemon, TempDir};
 
 /// From the heavy side's go to the round's start: long enough for the light
@@ -131,7 +131,7 @@ impl Heavy<'_> {
 
     fn barrier(self) {
         match self {
-            Heavy::Nothing => light_barrier(),
+            Heavy::Nothing => barrierd_client::light(),
             Heavy::Barrier(barrierd, _) => {
                 if let Err(e) = barrierd.heavy_barrier(BARRIER_TIMEOUT) {
                     panic!("heavy barrier: {e}");
@@ -251,7 +251,7 @@ impl Shared {
             spin_until(self.start.0.load(Relaxed));
             self.slow.0.store(i, Relaxed);
             self.a.0.store(1, Relaxed);
-            light_barrier();
+            barrierd_client::light();
             let seen = self.b.0.load(Relaxed);
             self.done.0.store(i << 1 | seen, Release);
             if light == Light::Sleeping && rng.below(10) == 0 {

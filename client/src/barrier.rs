@@ -2,13 +2,13 @@
 
 use std::fmt;
 use std::io;
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
 use crate::file::{Barrierd, OpenError};
-use crate::sys;
 use crate::wait::{Liveness, WaitError};
+use crate::{layout, sys};
 
 /// How long [`Barrier::heavy`] waits for the daemon unless told otherwise.
 /// Barriers normally complete within a few milliseconds (a few scheduler
@@ -68,47 +68,64 @@ pub enum BarrierError {
 ///
 /// ```no_run
 /// use barrierd_client::{Barrier, Fallback};
-/// let barrier = Barrier::open("/run/barrierd", Fallback::Membarrier)?;
-/// barrier.heavy()?; // pairs with light_barrier() in the fast threads
+/// let barrier = Barrier::open_default(Fallback::Membarrier)?;
+/// barrier.heavy()?; // pairs with light() in the fast threads
 /// # Ok::<(), barrierd_client::BarrierError>(())
 /// ```
 ///
 /// With [`Fallback::Membarrier`], every call returns a completed barrier
 /// unless membarrier itself fails: through the daemon when it runs, through
 /// membarrier when the file is missing or bad, when the daemon is stopped
-/// or dead, when the file is of another boot, or when the daemon times out. A daemon that (re)starts on the file that
-/// was opened is used again as soon as it runs. After a failure the next
-/// calls check the daemon's liveness first (one syscall), so a dead daemon
-/// does not cost a probe interval per barrier.
+/// or dead, when the file is of another boot, or when the daemon times out.
+/// While the daemon does not serve, a call opens the path again, at most
+/// once per [`REOPEN_INTERVAL`]: a daemon that starts later, or that
+/// restarts on a new file at the path, is used as soon as it runs. After a
+/// failure the next calls check the daemon's liveness first (one syscall),
+/// so a dead daemon does not cost a probe interval per barrier.
 #[derive(Debug)]
 pub struct Barrier {
-    daemon: Result<Barrierd, OpenError>,
+    path: PathBuf,
     fallback: Fallback,
     timeout: Duration,
-    suspect: AtomicBool,
+    current: Mutex<Current>,
+}
+
+/// How often a [`Barrier`] whose daemon does not serve opens its path again.
+pub const REOPEN_INTERVAL: Duration = Duration::from_secs(1);
+
+#[derive(Debug)]
+struct Current {
+    daemon: Result<Arc<Barrierd>, Arc<OpenError>>,
+    /// The file was not running, or the last barrier failed: check
+    /// liveness before waiting.
+    suspect: bool,
+    opened_at: Instant,
 }
 
 impl Barrier {
     /// With [`Fallback::None`], fails as [`Barrierd::open`] does. With
     /// [`Fallback::Membarrier`], fails only if membarrier is unavailable.
     pub fn open(path: impl AsRef<Path>, fallback: Fallback) -> Result<Barrier, BarrierError> {
+        let path = path.as_ref().to_owned();
         let daemon = match fallback {
-            Fallback::None => Ok(Barrierd::open(path)?),
+            Fallback::None => Ok(Barrierd::open(&path)?),
             Fallback::Membarrier => {
                 sys::membarrier_global_supported().map_err(BarrierError::MembarrierUnsupported)?;
-                Barrierd::open_even_if_stopped(path)
+                Barrierd::open_even_if_stopped(&path)
             }
         };
-        let suspect = !matches!(
-            daemon.as_ref().map(Barrierd::liveness),
-            Ok(Liveness::Running)
-        );
         Ok(Barrier {
-            daemon,
+            path,
             fallback,
             timeout: DEFAULT_TIMEOUT,
-            suspect: AtomicBool::new(suspect),
+            current: Mutex::new(Current::new(daemon)),
         })
+    }
+
+    /// [`Barrier::open`] on [`layout::default_path`]: `$BARRIERD_FILE`, or
+    /// [`layout::DEFAULT_PATH`].
+    pub fn open_default(fallback: Fallback) -> Result<Barrier, BarrierError> {
+        Self::open(layout::default_path(), fallback)
     }
 
     /// How long each [`Barrier::heavy`] may wait for the daemon.
@@ -118,39 +135,36 @@ impl Barrier {
     }
 
     /// The mapped file, if it could be opened.
-    pub fn daemon(&self) -> Option<&Barrierd> {
-        self.daemon.as_ref().ok()
+    pub fn daemon(&self) -> Option<Arc<Barrierd>> {
+        self.current().daemon.as_ref().ok().cloned()
     }
 
     /// Why the file could not be opened, if it could not.
-    pub fn unavailable(&self) -> Option<&OpenError> {
-        self.daemon.as_ref().err()
+    pub fn unavailable(&self) -> Option<Arc<OpenError>> {
+        self.current().daemon.as_ref().err().cloned()
+    }
+
+    fn current(&self) -> MutexGuard<'_, Current> {
+        // Every update leaves `Current` whole: a panic elsewhere cannot
+        // have left it half-written.
+        self.current.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A heavy barrier with the guarantees of [`Barrierd::heavy_barrier`]
     /// (membarrier gives the same ones, for the same light side). Blocks the
     /// calling thread.
     pub fn heavy(&self) -> Result<Via, BarrierError> {
-        let daemon = match &self.daemon {
+        let daemon = match self.serving() {
             Ok(daemon) => daemon,
-            Err(_) => return self.membarrier(Why::Unavailable),
+            // No file: only with Fallback::Membarrier (with None, open
+            // fails, and a reopen replaces the file by a running one only).
+            Err((why, None)) => return self.membarrier(why),
+            Err((why, Some(error))) => return self.fall_back(error, why),
         };
-        if self.suspect.load(Ordering::Relaxed) {
-            match daemon.liveness() {
-                Liveness::Running => self.suspect.store(false, Ordering::Relaxed),
-                liveness => {
-                    let error = WaitError::NotRunning {
-                        path: daemon.path().to_owned(),
-                        liveness,
-                    };
-                    return self.fall_back(error, Why::NotRunning(liveness));
-                }
-            }
-        }
         match daemon.heavy_barrier(self.timeout) {
             Ok(()) => Ok(Via::Daemon),
             Err(error) => {
-                self.suspect.store(true, Ordering::Relaxed);
+                self.current().suspect = true;
                 let why = match error {
                     WaitError::NotRunning { liveness, .. } => Why::NotRunning(liveness),
                     WaitError::TimedOut { .. } => Why::TimedOut,
@@ -158,6 +172,37 @@ impl Barrier {
                 self.fall_back(error, why)
             }
         }
+    }
+
+    /// The daemon to wait on, or why there is none (with the error to
+    /// report without a fallback). Opens the path again if it is time.
+    fn serving(&self) -> Result<Arc<Barrierd>, (Why, Option<WaitError>)> {
+        let mut current = self.current();
+        if current.suspect && current.opened_at.elapsed() >= REOPEN_INTERVAL {
+            let reopened = Current::new(Barrierd::open_even_if_stopped(&self.path));
+            if !reopened.suspect || current.daemon.is_err() {
+                *current = reopened;
+            } else {
+                current.opened_at = reopened.opened_at;
+            }
+        }
+        let daemon = match &current.daemon {
+            Ok(daemon) => Arc::clone(daemon),
+            Err(_) => return Err((Why::Unavailable, None)),
+        };
+        if current.suspect {
+            match daemon.liveness() {
+                Liveness::Running => current.suspect = false,
+                liveness => {
+                    let error = WaitError::NotRunning {
+                        path: daemon.path().to_owned(),
+                        liveness,
+                    };
+                    return Err((Why::NotRunning(liveness), Some(error)));
+                }
+            }
+        }
+        Ok(daemon)
     }
 
     fn fall_back(&self, error: WaitError, why: Why) -> Result<Via, BarrierError> {
@@ -170,5 +215,45 @@ impl Barrier {
     fn membarrier(&self, why: Why) -> Result<Via, BarrierError> {
         sys::membarrier_global().map_err(BarrierError::Membarrier)?;
         Ok(Via::Membarrier(why))
+    }
+}
+
+impl Current {
+    fn new(daemon: Result<Barrierd, OpenError>) -> Current {
+        let suspect = !matches!(
+            daemon.as_ref().map(Barrierd::liveness),
+            Ok(Liveness::Running)
+        );
+        Current {
+            daemon: daemon.map(Arc::new).map_err(Arc::new),
+            suspect,
+            opened_at: Instant::now(),
+        }
+    }
+}
+
+static PROCESS_BARRIER: OnceLock<Option<Barrier>> = OnceLock::new();
+
+/// The heavy side, drop-in for `membarrier::heavy()`, folly's
+/// `asymmetric_thread_fence_heavy()` or `membarrier(MEMBARRIER_CMD_GLOBAL)`:
+/// a barrier on a process-wide [`Barrier`], opened at the first call with
+/// [`Barrier::open_default`] and [`Fallback::Membarrier`]. Pairs with
+/// [`light`](crate::light). Panics only if no barrier is possible at all
+/// (membarrier unavailable and no daemon); [`try_heavy`] returns that.
+pub fn heavy() -> Via {
+    try_heavy().unwrap_or_else(|error| panic!("barrierd_client::heavy: {error}"))
+}
+
+/// [`heavy`], returning the error instead of panicking.
+pub fn try_heavy() -> Result<Via, BarrierError> {
+    let barrier = PROCESS_BARRIER.get_or_init(|| Barrier::open_default(Fallback::Membarrier).ok());
+    match barrier {
+        Some(barrier) => barrier.heavy(),
+        // Barrier::open with the fallback fails only without membarrier:
+        // this call says why.
+        None => {
+            sys::membarrier_global().map_err(BarrierError::Membarrier)?;
+            Ok(Via::Membarrier(Why::Unavailable))
+        }
     }
 }

@@ -19,6 +19,8 @@ pub enum OpenError {
     NoFile { path: PathBuf },
     #[error("{path}: not a regular file, so not a barrierd file; check the path", path = path.display())]
     NotRegular { path: PathBuf },
+    #[error("{path}: a directory; open the barrierd file in it (the daemon's default is {default})", path = path.display(), default = layout::DEFAULT_PATH)]
+    Directory { path: PathBuf },
     #[error("{path}: {why}; refusing to trust it: a barrierd file must be owned by root (or by you), not writable by group or others, in directories that only they can change, or a forged one could complete barriers that have not happened", path = path.display())]
     Untrusted {
         path: PathBuf,
@@ -104,6 +106,12 @@ pub struct Barrierd {
 }
 
 impl Barrierd {
+    /// [`Barrierd::open`] on [`layout::default_path`]: `$BARRIERD_FILE`, or
+    /// [`layout::DEFAULT_PATH`].
+    pub fn open_default() -> Result<Barrierd, OpenError> {
+        Self::open(layout::default_path())
+    }
+
     /// Maps and validates `path`, and checks that a daemon is publishing to
     /// it (one `fcntl` probe of its lock). The file must pass
     /// [`trust::check`]: owned by root or by us, as is every directory above
@@ -163,6 +171,11 @@ impl Barrierd {
                 _ => io_error(source),
             })?;
         let metadata = file.metadata().map_err(io_error)?;
+        if metadata.is_dir() {
+            return Err(OpenError::Directory {
+                path: path.to_owned(),
+            });
+        }
         if !metadata.is_file() {
             return Err(OpenError::NotRegular {
                 path: path.to_owned(),
@@ -258,7 +271,7 @@ impl Barrierd {
     /// a clock read.
     ///
     /// ```no_run
-    /// # let bd = barrierd_client::Barrierd::open("/run/barrierd")?;
+    /// # let bd = barrierd_client::Barrierd::open_default()?;
     /// let v = bd.begin_vtime();
     /// bd.wait_vtime(v, std::time::Duration::from_secs(5))?;
     /// std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
@@ -396,13 +409,13 @@ impl Barrierd {
     ///
     /// # Pairing with the light side
     ///
-    /// The light side needs no instruction at all: a [`crate::light_barrier`]
+    /// The light side needs no instruction at all: a [`crate::light`]
     /// (a compiler fence) keeps the compiler from moving its accesses across
     /// it, and the CPU's own reordering is what the heavy side covers. The
     /// classic use, Dekker-style, is
     ///
     /// ```text
-    /// light thread:  store A; light_barrier(); load B
+    /// light thread:  store A; light(); load B
     /// heavy thread:  store B; heavy_barrier(); load A
     /// ```
     ///

@@ -3,6 +3,22 @@
 //! futex word of a field is its low 32-bit half.
 
 use std::io;
+use std::path::PathBuf;
+
+/// Where the daemon publishes unless told otherwise, and where clients look:
+/// the systemd unit's RuntimeDirectory, a directory only root can change.
+pub const DEFAULT_PATH: &str = "/run/barrierd/public_file";
+
+/// The environment variable that names another file for clients.
+pub const PATH_VARIABLE: &str = "BARRIERD_FILE";
+
+/// The file a client should open: `$BARRIERD_FILE` if set and not empty,
+/// else [`DEFAULT_PATH`].
+pub fn default_path() -> PathBuf {
+    std::env::var_os(PATH_VARIABLE)
+        .filter(|path| !path.is_empty())
+        .map_or_else(|| PathBuf::from(DEFAULT_PATH), PathBuf::from)
+}
 
 /// Word indices in the 128-byte header.
 pub mod word {

@@ -8,11 +8,16 @@
 //! compiler fence:
 //!
 //! ```no_run
-//! use barrierd_client::{light_barrier, Barrier, Fallback};
-//! let barrier = Barrier::open("/run/barrierd", Fallback::Membarrier)?;
-//! barrier.heavy()?; // heavy side; light sides call light_barrier()
+//! use barrierd_client::{light, Barrier, Fallback};
+//! let barrier = Barrier::open_default(Fallback::Membarrier)?;
+//! barrier.heavy()?; // heavy side; light sides call light()
 //! # Ok::<(), barrierd_client::BarrierError>(())
 //! ```
+//!
+//! Or, shaped like the `membarrier` crate's: [`light()`] and [`heavy()`] on
+//! a process-wide handle at the default path (`$BARRIERD_FILE`, or
+//! [`layout::DEFAULT_PATH`]), falling back to membarrier while no daemon
+//! serves it.
 //!
 //! [`Barrierd::heavy_barrier`] states exactly what a heavy barrier
 //! guarantees. [`Barrier`] adds the policy for a missing or dead daemon;
@@ -34,8 +39,11 @@ mod sys;
 pub mod trust;
 mod wait;
 
-pub use barrier::{Barrier, BarrierError, Fallback, Via, Why, DEFAULT_TIMEOUT};
+pub use barrier::{
+    heavy, try_heavy, Barrier, BarrierError, Fallback, Via, Why, DEFAULT_TIMEOUT, REOPEN_INTERVAL,
+};
 pub use file::{BarrierTicket, Barrierd, OpenError};
+pub use layout::{default_path, DEFAULT_PATH};
 pub use sys::monotonic_ns;
 pub use wait::{Liveness, WaitError, PROBE_INTERVAL};
 
@@ -44,6 +52,6 @@ pub use wait::{Liveness, WaitError, PROBE_INTERVAL};
 /// it; the heavy side ([`Barrier::heavy`], [`Barrierd::heavy_barrier`])
 /// accounts for what the CPU reorders.
 #[inline(always)]
-pub fn light_barrier() {
+pub fn light() {
     std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
 }
