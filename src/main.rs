@@ -45,9 +45,11 @@ Exit status:
 #[derive(Parser, Debug)]
 #[command(version, after_help = EXIT_CODES)]
 struct Args {
-    /// The file to publish (created 0644 if absent; PATH.lock is created 0600).
-    path: PathBuf,
-    /// Tracepoints that count as kernel entries.
+    /// The file to publish (created 0644 if absent; PATH.lock is created
+    /// 0600) [default: /run/barrierd/public_file, where clients look].
+    path: Option<PathBuf>,
+    /// Tracepoints that count as kernel entries (a relative PATH that looks
+    /// like one, `dir/file`, needs a leading `./`).
     tracepoints: Vec<String>,
     /// Account the publisher runs as (unprivileged, barrierd's own).
     #[arg(long, default_value = "barrierd")]
@@ -116,11 +118,19 @@ fn run(args: Args) -> anyhow::Result<()> {
             args.user
         );
     }
-    let specs: Vec<String> = if args.tracepoints.is_empty() {
-        tracepoints::DEFAULT.iter().map(|s| s.to_string()).collect()
-    } else {
-        args.tracepoints
-    };
+    let mut specs = args.tracepoints;
+    // `barrierd sched/sched_switch`: no PATH, only tracepoints.
+    let path = match args.path {
+        Some(word) if word.to_str().is_some_and(tracepoints::is_spec) => {
+            specs.insert(0, word.to_string_lossy().into_owned());
+            None
+        }
+        path => path,
+    }
+    .unwrap_or_else(|| PathBuf::from(barrierd_client::DEFAULT_PATH));
+    if specs.is_empty() {
+        specs = tracepoints::DEFAULT.iter().map(|s| s.to_string()).collect();
+    }
     let tracepoints = specs
         .iter()
         .map(|spec| tracepoints::resolve(spec))
@@ -128,7 +138,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     let [account, helper_account] = sandbox::lookup_accounts(&args.user, &args.helper_user)?;
     let helper = launch::helper_path(args.helper.as_deref())?;
     let config = daemon::Config {
-        path: args.path,
+        path,
         tracepoints,
         account,
         helper_account,

@@ -39,6 +39,16 @@ fn is_identifier(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
+/// Whether a command-line word has a tracepoint's form (a tracefs id, or
+/// `group/name`) rather than a path's: how an optional PATH is told from the
+/// tracepoints after it. A relative path of that form needs a `./`.
+pub fn is_spec(word: &str) -> bool {
+    word.parse::<u32>().is_ok()
+        || word
+            .split_once('/')
+            .is_some_and(|(group, name)| is_identifier(group) && is_identifier(name))
+}
+
 /// The raw tracepoint name for one command-line tracepoint.
 pub fn resolve(spec: &str) -> Result<String, TracepointError> {
     if let Ok(id) = spec.parse::<u32>() {
@@ -85,6 +95,22 @@ fn find_id(events: &Path, id: u32) -> Result<Option<String>, TracepointError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tracepoint_is_told_from_a_path() {
+        for word in ["sched/sched_switch", "irq/softirq_entry", "317"] {
+            assert!(is_spec(word), "{word}");
+        }
+        for word in [
+            "/run/barrierd/public_file",
+            "./sched/x",
+            "pub",
+            "a/b/c",
+            "../x",
+        ] {
+            assert!(!is_spec(word), "{word}");
+        }
+    }
 
     #[test]
     fn group_and_name() {

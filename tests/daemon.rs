@@ -607,7 +607,8 @@ fn non_root_start_is_refused() {
 
 #[test]
 fn bad_command_line_exits_2() {
-    let (status, stderr) = common::run_barrierd(&[], GENEROUS);
+    // No PATH is fine (the default); an unknown option is not.
+    let (status, stderr) = common::run_barrierd(&["--no-such-option"], GENEROUS);
     assert_eq!(status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("Usage"), "{stderr}");
     for bound in ["0", "60001", "soon"] {
