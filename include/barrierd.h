@@ -137,6 +137,7 @@ struct barrierd_client {
 	size_t size;
 	int fd;
 	uint64_t boot_id[2];	/* this boot's, read by barrierd_open */
+	uint64_t prompt_requested_ns;	/* barrierd_request_promptness's last request */
 	/* What barrierd_open found wrong, when a status cannot say it all. */
 	char detail[192];
 };
@@ -360,6 +361,7 @@ static inline int barrierd_open_trusting(struct barrierd_client *c, const char *
 
 	c->data = NULL;
 	c->detail[0] = '\0';
+	c->prompt_requested_ns = 0;
 	c->fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (c->fd < 0)
 		return BARRIERD_ERR_SYSTEM;
@@ -488,6 +490,60 @@ static inline uint64_t barrierd_begin_vtime(const struct barrierd_client *c)
 {
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	return barrierd_load(&c->data->vtime);
+}
+
+/* How long the daemon publishes promptly after a client blocked in a wait. */
+#define BARRIERD_PROMPTNESS_NS 1000000000ULL
+
+/*
+ * For a client that polls (barrierd_passed_ns) instead of waiting: asks
+ * the daemon to publish promptly for the next BARRIERD_PROMPTNESS_NS, as it
+ * does while a client waits (it recognises one by a thread blocked in a
+ * shared futex wait). Costs one FUTEX_WAIT that times out after 20 us, and
+ * only when this client's last request is half that old; otherwise one
+ * clock read. Without it, a polled barrier completes within 200 ms of
+ * every CPU passing it.
+ */
+static inline void barrierd_request_promptness(struct barrierd_client *c)
+{
+	uint64_t now = barrierd_now_ns();
+	uint64_t last = __atomic_load_n(&c->prompt_requested_ns, __ATOMIC_RELAXED);
+	const uint32_t *half = (const uint32_t *)&c->data->state +
+		(__BYTE_ORDER__ == __ORDER_BIG_ENDIAN__);
+	struct timespec ts;
+
+	if (last != 0 && now - last < BARRIERD_PROMPTNESS_NS / 2)
+		return;
+	__atomic_store_n(&c->prompt_requested_ns, now, __ATOMIC_RELAXED);
+	ts.tv_sec = 0;
+	ts.tv_nsec = 20000;
+	/* The state word changes only at a start or a stop: it blocks. */
+	syscall(SYS_futex, half, FUTEX_WAIT, (uint32_t)barrierd_load(&c->data->state), &ts,
+		NULL, 0);
+}
+
+/* 1 once every CPU entered the kernel after T (then an acquire fence). */
+static inline int barrierd_passed_ns(const struct barrierd_client *c, uint64_t t_ns)
+{
+	if (barrierd_load(&c->data->last_interrupt_ns) > t_ns) {
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * The start of a barrier to be polled with barrierd_passed_ns: a full
+ * fence, T = now, and barrierd_request_promptness. Returns T.
+ */
+static inline uint64_t barrierd_begin_polled(struct barrierd_client *c)
+{
+	uint64_t t_ns;
+
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	t_ns = barrierd_now_ns();
+	barrierd_request_promptness(c);
+	return t_ns;
 }
 
 /*

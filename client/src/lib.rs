@@ -42,7 +42,7 @@ mod wait;
 pub use barrier::{
     heavy, try_heavy, Barrier, BarrierError, Fallback, Via, Why, DEFAULT_TIMEOUT, REOPEN_INTERVAL,
 };
-pub use file::{BarrierTicket, Barrierd, OpenError};
+pub use file::{BarrierTicket, Barrierd, OpenError, PROMPTNESS};
 pub use layout::{default_path, DEFAULT_PATH};
 pub use sys::monotonic_ns;
 pub use wait::{Liveness, WaitError, PROBE_INTERVAL};
