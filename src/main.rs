@@ -10,6 +10,7 @@ mod notify;
 mod prod;
 mod published;
 mod sandbox;
+mod status;
 mod tracepoints;
 mod update;
 
@@ -33,6 +34,8 @@ seccomp; this process drops to --user, with no capabilities, under Landlock
 and seccomp, before it publishes anything. scripts/setup creates both
 accounts.
 Stop it with SIGTERM or SIGINT; the file is then marked stopped.
+`barrierd status [PATH]` reports on a daemon, unprivileged (see `barrierd
+status --help`); a PATH named `status` needs a leading `./`.
 
 Exit status:
   0  stopped by SIGTERM, SIGINT or SIGHUP
@@ -86,6 +89,12 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|first| first == "status")
+    {
+        return status::main(std::env::args_os().skip(1));
+    }
     let args = Args::parse();
     let verbose =
         args.verbose || std::env::var_os("VERBOSE").is_some_and(|v| !v.is_empty() && v != "0");

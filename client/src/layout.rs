@@ -139,6 +139,20 @@ pub const fn file_bytes(ncpu: usize) -> usize {
     HEADER_BYTES + ncpu * PER_CPU_WORDS * 8
 }
 
+/// The UUID form the kernel prints, lower-case with dashes.
+impl std::fmt::Display for BootId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let bytes = [self.0[0].to_ne_bytes(), self.0[1].to_ne_bytes()].concat();
+        for (i, byte) in bytes.iter().enumerate() {
+            if matches!(i, 4 | 6 | 8 | 10) {
+                f.write_str("-")?;
+            }
+            write!(f, "{byte:02x}")?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,6 +169,7 @@ mod tests {
         );
         assert_eq!(BootId::parse("0123456789ABCDEF00112233445566FF"), Some(id));
         assert_eq!(BootId::from_words(id.words()), id);
+        assert_eq!(id.to_string(), "01234567-89ab-cdef-0011-2233445566ff");
     }
 
     #[test]
