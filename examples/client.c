@@ -4,8 +4,8 @@
  * barrierd file at PATH (default: until interrupted) and prints how long
  * each one waited.
  *
- *     cc -Wall -Wextra -O2 -Iinclude examples/client.c -o client
- *     ./client /run/barrierd/public_file 10
+ *     cc -Wall -Wextra -O2 -Iinclude examples/client.c -o c-client
+ *     ./c-client /run/barrierd/public_file 10
  *
  * Exit status: 0 after ITERATIONS barriers, 1 on any failure (message on
  * stderr), 2 on a bad command line.

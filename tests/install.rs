@@ -242,3 +242,43 @@ fn the_debian_package_installs_a_daemon_and_a_client_library_that_work() {
     assert_eq!(installed_version(), None);
     assert!(!barrierd.exists(), "purging left {}", barrierd.display());
 }
+
+/// The README's first C command, run as a new user runs it: from the root
+/// of the tree (where `client/` is a directory, so `-o client` failed).
+/// It runs in a scratch copy of the tree's layout, so that its output
+/// stays out of the tree.
+#[test]
+fn the_readmes_c_command_builds_from_the_root_of_the_tree() {
+    let readme = std::fs::read_to_string(common::repo().join("README.md")).unwrap();
+    let line = readme
+        .lines()
+        .find(|line| line.starts_with("cc ") && line.contains("-Iinclude"))
+        .expect("the README shows no cc command");
+    let build = line.split(" && ").next().unwrap();
+    let dir = TempDir::new("readme-cc");
+    // The tree's top level as real directories (a linker replaces a
+    // symbolic link it is told to write), their entries as links.
+    for entry in std::fs::read_dir(common::repo()).unwrap() {
+        let entry = entry.unwrap();
+        let top = dir.join(entry.file_name().to_str().unwrap());
+        if !entry.file_type().unwrap().is_dir() {
+            std::os::unix::fs::symlink(entry.path(), &top).unwrap();
+            continue;
+        }
+        std::fs::create_dir(&top).unwrap();
+        for inner in std::fs::read_dir(entry.path()).unwrap() {
+            let inner = inner.unwrap();
+            std::os::unix::fs::symlink(inner.path(), top.join(inner.file_name())).unwrap();
+        }
+    }
+    let output = Command::new("sh")
+        .args(["-c", build])
+        .current_dir(dir.join(""))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{build}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
