@@ -434,6 +434,24 @@ static inline int barrierd_open_default(struct barrierd_client *c)
 }
 
 /*
+ * Sleeps while the low 32-bit half of *word equals expected, at most
+ * timeout_ns; a wake, a mismatch, a signal and the timeout all return, and
+ * the caller re-checks. Shared (not FUTEX_PRIVATE_FLAG): the waker is the
+ * daemon, and a shared wait is what tells it that a client waits.
+ */
+static inline void barrierd_futex_wait(const uint64_t *word, uint32_t expected,
+				       uint64_t timeout_ns)
+{
+	const uint32_t *half = (const uint32_t *)word +
+		(__BYTE_ORDER__ == __ORDER_BIG_ENDIAN__);
+	struct timespec ts;
+
+	ts.tv_sec = (time_t)(timeout_ns / 1000000000ULL);
+	ts.tv_nsec = (long)(timeout_ns % 1000000000ULL);
+	syscall(SYS_futex, half, FUTEX_WAIT, expected, &ts, NULL, 0);
+}
+
+/*
  * Waits until *word (a futex word of the mapping, e.g.
  * &c->data->last_interrupt_ns) exceeds target. Sleeps on its low 32-bit
  * half in slices of at most BARRIERD_PROBE_NS: a change by a multiple of
@@ -447,12 +465,9 @@ static inline int barrierd_wait(const struct barrierd_client *c, const uint64_t 
 	uint64_t now = barrierd_now_ns();
 	uint64_t deadline = now + timeout_ns < now ? UINT64_MAX : now + timeout_ns;
 	uint64_t next_probe = now + BARRIERD_PROBE_NS;
-	const uint32_t *half = (const uint32_t *)word +
-		(__BYTE_ORDER__ == __ORDER_BIG_ENDIAN__);
 
 	for (;;) {
 		uint64_t value, slice;
-		struct timespec ts;
 
 		/* Before the value: another boot's times are another clock's. */
 		if (!barrierd_same_boot(c))
@@ -471,10 +486,7 @@ static inline int barrierd_wait(const struct barrierd_client *c, const uint64_t 
 		if (now >= deadline)
 			return BARRIERD_ERR_TIMEOUT;
 		slice = (deadline < next_probe ? deadline : next_probe) - now;
-		ts.tv_sec = (time_t)(slice / 1000000000ULL);
-		ts.tv_nsec = (long)(slice % 1000000000ULL);
-		/* Shared (not FUTEX_PRIVATE_FLAG): the waker is the daemon. */
-		syscall(SYS_futex, half, FUTEX_WAIT, (uint32_t)value, &ts, NULL, 0);
+		barrierd_futex_wait(word, (uint32_t)value, slice);
 	}
 }
 
@@ -508,18 +520,12 @@ static inline void barrierd_request_promptness(struct barrierd_client *c)
 {
 	uint64_t now = barrierd_now_ns();
 	uint64_t last = __atomic_load_n(&c->prompt_requested_ns, __ATOMIC_RELAXED);
-	const uint32_t *half = (const uint32_t *)&c->data->state +
-		(__BYTE_ORDER__ == __ORDER_BIG_ENDIAN__);
-	struct timespec ts;
 
 	if (last != 0 && now - last < BARRIERD_PROMPTNESS_NS / 2)
 		return;
 	__atomic_store_n(&c->prompt_requested_ns, now, __ATOMIC_RELAXED);
-	ts.tv_sec = 0;
-	ts.tv_nsec = 20000;
 	/* The state word changes only at a start or a stop: it blocks. */
-	syscall(SYS_futex, half, FUTEX_WAIT, (uint32_t)barrierd_load(&c->data->state), &ts,
-		NULL, 0);
+	barrierd_futex_wait(&c->data->state, (uint32_t)barrierd_load(&c->data->state), 20000);
 }
 
 /* 1 once every CPU entered the kernel after T (then an acquire fence). */
