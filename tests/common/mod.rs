@@ -69,6 +69,32 @@ pub fn skip(test: &str, reason: &str) -> bool {
     false
 }
 
+/// `systemd-analyze verify UNIT` (which also checks that ExecStart names a
+/// program) reports nothing. False, after [`skip`], where systemd-analyze
+/// is not installed.
+pub fn systemd_analyze_verify(test: &str, unit: &Path) -> bool {
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        return skip(test, "systemd-analyze is not installed");
+    }
+    let output = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(unit)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&output.stderr).into_owned()
+        + &String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && report.trim().is_empty(),
+        "{}: {report}",
+        unit.display()
+    );
+    true
+}
+
 #[macro_export]
 macro_rules! require_privileged {
     () => {
