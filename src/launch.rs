@@ -21,7 +21,7 @@ const HELPER_SOCKET_FD: i32 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
-    #[error("helper {0} not found or not executable; build it with `cargo build --release --workspace` (it belongs next to barrierd) or pass --helper PATH")]
+    #[error("helper {0} not found or not executable; build it with `cargo build --release` (it belongs next to barrierd) or pass --helper PATH")]
     Missing(PathBuf),
     #[error("helper {path}: {why}; refusing to run it as root (install it, and every directory above it, owned by root and not writable by group or others)")]
     Untrusted { path: PathBuf, why: String },
