@@ -191,6 +191,14 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn architecture_md_lists_exactly_the_calls_of_this_table() {
+        let doc = include_str!("../ARCHITECTURE.md");
+        // Every optional row too: a service manager's socket, --prod-after.
+        let table = policy(3, 4, Some(5), true);
+        barrierd_privsep::seccomp::documented_exactly(&table, doc, "## The publisher").unwrap();
+    }
+
     /// Leaves the forked child with `code`, never returning to the harness.
     fn exit(code: i32) -> ! {
         // SAFETY: _exit is always safe; the child must not run harness code.

@@ -146,6 +146,13 @@ mod tests {
     }
 
     #[test]
+    fn architecture_md_lists_exactly_the_calls_of_this_table() {
+        let doc = include_str!("../../ARCHITECTURE.md");
+        barrierd_privsep::seccomp::documented_exactly(&steady_state(3, 4), doc, "## The helper")
+            .unwrap();
+    }
+
+    #[test]
     fn opening_a_file_kills_the_helper_and_is_named() {
         let (status, stderr) = run_confined_child(
             || install("barrierd-helper", &steady_state(3, 4)).unwrap(),

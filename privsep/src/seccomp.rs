@@ -255,3 +255,37 @@ pub fn run_confined_child(install: impl FnOnce(), forbidden: impl FnOnce()) -> (
     }
     (status, String::from_utf8_lossy(&output).into_owned())
 }
+
+/// For tests that keep ARCHITECTURE.md's sandbox tables true: compares the
+/// calls of `table` with the first column of the Markdown table that
+/// follows `heading` in `doc` (names separated by commas, each maybe
+/// followed by a condition), both ways. `Err` names every call that one
+/// side has and the other lacks.
+#[cfg(feature = "test-support")]
+pub fn documented_exactly(table: &[Allow], doc: &str, heading: &str) -> Result<(), String> {
+    use std::collections::BTreeSet;
+
+    let section = doc
+        .find(heading)
+        .map(|at| &doc[at..])
+        .ok_or_else(|| format!("no {heading:?} in the document"))?;
+    let rows = section
+        .lines()
+        .skip_while(|line| !line.starts_with("| syscall |"))
+        .skip(2)
+        .take_while(|line| line.starts_with('|'));
+    let documented: BTreeSet<&str> = rows
+        .filter_map(|row| row.split('|').nth(1))
+        .flat_map(|names| names.split(','))
+        .filter_map(|name| name.split_whitespace().next())
+        .collect();
+    let allowed: BTreeSet<&str> = table.iter().map(|allow| allow.syscall).collect();
+    let undocumented: Vec<_> = allowed.difference(&documented).collect();
+    let not_allowed: Vec<_> = documented.difference(&allowed).collect();
+    if undocumented.is_empty() && not_allowed.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "under {heading:?}: allowed but not documented {undocumented:?}; documented but not allowed {not_allowed:?}"
+    ))
+}
