@@ -14,8 +14,9 @@ use barrierd_privsep::cpus::{self, CpuMask};
 
 /// How long after a client blocked in a barrier wait it may still be
 /// waiting: a waiter blocks again at least every 100 ms (its probe
-/// interval). The same window as BPF's `BARRIERD_DEMAND_NS`.
-const DEMAND_NS: u64 = 1_000_000_000;
+/// interval). The clients' promptness window, which a test ties to BPF's
+/// `BARRIERD_DEMAND_NS`.
+const DEMAND_NS: u64 = barrierd_client::PROMPTNESS.as_nanos() as u64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProdError {

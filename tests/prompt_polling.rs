@@ -218,8 +218,8 @@ fn a_c_poller_that_asks_for_promptness_completes_within_milliseconds() {
     assert_prompt("C", &prompt, &control);
 }
 
-/// The clients' promptness window is BPF's, written three times until one
-/// definition can serve all three.
+/// The clients' promptness window (which the publisher's prods use too) is
+/// BPF's, written three times until one definition can serve all three.
 #[test]
 fn the_promptness_window_is_bpfs_demand_window() {
     let defined = |file: &str, name: &str| -> u64 {
