@@ -89,6 +89,31 @@ fn assert_prompt(what: &str, prompt: &[Duration], control: &[Duration]) {
     );
 }
 
+/// The requested rounds, then the control rounds, each once demand has
+/// lapsed: `round(asked)` polls one barrier, asking for promptness or not,
+/// and says how long it took.
+fn measure(what: &str, demand: &Demand, mut round: impl FnMut(bool) -> Duration) {
+    let mut prompt = Vec::new();
+    let mut control = Vec::new();
+    for n in 0..ROUNDS + ROUNDS / 2 {
+        demand.lapse();
+        let asked = n < ROUNDS;
+        let before = demand.last_ns();
+        let took = round(asked);
+        if asked {
+            assert_ne!(
+                demand.last_ns(),
+                before,
+                "{what}: BPF did not see the request's futex wait as demand"
+            );
+            prompt.push(took);
+        } else {
+            control.push(took);
+        }
+    }
+    assert_prompt(what, &prompt, &control);
+}
+
 #[test]
 fn a_polled_ticket_that_asks_for_promptness_completes_within_milliseconds() {
     require_privileged!();
@@ -100,31 +125,14 @@ fn a_polled_ticket_that_asks_for_promptness_completes_within_milliseconds() {
     let daemon = Daemon::start(&path, &[]);
     let barrierd = Barrierd::open(&path).unwrap();
     let demand = Demand::of_helper(daemon.helper_pid());
-
-    let mut prompt = Vec::new();
-    let mut control = Vec::new();
-    for round in 0..ROUNDS + ROUNDS / 2 {
-        demand.lapse();
-        let asked = round < ROUNDS;
-        let before = demand.last_ns();
+    measure("Rust", &demand, |asked| {
         let ticket = if asked {
             barrierd.begin_polled()
         } else {
             BarrierTicket::begin()
         };
-        let took = poll(&barrierd, ticket);
-        if asked {
-            assert_ne!(
-                demand.last_ns(),
-                before,
-                "BPF did not see begin_polled's futex wait as demand"
-            );
-            prompt.push(took);
-        } else {
-            control.push(took);
-        }
-    }
-    assert_prompt("Rust", &prompt, &control);
+        poll(&barrierd, ticket)
+    });
 }
 
 const C_POLLER: &str = r#"
@@ -188,12 +196,7 @@ fn a_c_poller_that_asks_for_promptness_completes_within_milliseconds() {
     let mut rounds = poller.stdin.take().unwrap();
     let mut took = BufReader::new(poller.stdout.take().unwrap()).lines();
 
-    let mut prompt = Vec::new();
-    let mut control = Vec::new();
-    for round in 0..ROUNDS + ROUNDS / 2 {
-        demand.lapse();
-        let asked = round < ROUNDS;
-        let before = demand.last_ns();
+    measure("C", &demand, |asked| {
         writeln!(rounds, "{}", if asked { "prompt" } else { "control" }).unwrap();
         let us: u64 = took
             .next()
@@ -201,21 +204,10 @@ fn a_c_poller_that_asks_for_promptness_completes_within_milliseconds() {
             .unwrap()
             .parse()
             .unwrap();
-        let took = Duration::from_micros(us);
-        if asked {
-            assert_ne!(
-                demand.last_ns(),
-                before,
-                "BPF did not see barrierd_begin_polled's futex wait as demand"
-            );
-            prompt.push(took);
-        } else {
-            control.push(took);
-        }
-    }
+        Duration::from_micros(us)
+    });
     drop(rounds);
     assert!(poller.wait().unwrap().success(), "the C poller failed");
-    assert_prompt("C", &prompt, &control);
 }
 
 /// The clients' promptness window (which the publisher's prods use too) is
