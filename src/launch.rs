@@ -13,11 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use barrierd_client::trust;
+use barrierd_privsep::handover::HELPER_SOCKET_FD;
 
 use crate::sandbox::Account;
-
-/// The helper's socket descriptor (helper/src/main.rs: SOCKET_FD).
-const HELPER_SOCKET_FD: i32 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {

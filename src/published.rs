@@ -164,13 +164,7 @@ impl PublishedFile {
 
     /// Wakes every process waiting on the word's low 32-bit half.
     pub fn wake(&self, index: usize) {
-        let half = self.word(index).as_ptr().cast::<u32>();
-        // The low half is the first on little-endian, the second on big.
-        let half = if cfg!(target_endian = "big") {
-            half.wrapping_add(1)
-        } else {
-            half
-        };
+        let half = layout::futex_half(self.word(index));
         // SAFETY: FUTEX_WAKE only uses the address as a key; it is inside our
         // mapping. Not FUTEX_PRIVATE_FLAG: waiters are other processes.
         unsafe {

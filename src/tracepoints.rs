@@ -5,6 +5,8 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use barrierd_privsep::handover::is_tracepoint_identifier;
+
 /// Used when no tracepoint is given: together they fire on every CPU that
 /// runs anything (timer ticks, softirqs, context switches).
 pub const DEFAULT: [&str; 3] = [
@@ -32,21 +34,14 @@ pub enum TracepointError {
     },
 }
 
-fn is_identifier(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-}
-
 /// Whether a command-line word has a tracepoint's form (a tracefs id, or
 /// `group/name`) rather than a path's: how an optional PATH is told from the
 /// tracepoints after it. A relative path of that form needs a `./`.
 pub fn is_spec(word: &str) -> bool {
     word.parse::<u32>().is_ok()
-        || word
-            .split_once('/')
-            .is_some_and(|(group, name)| is_identifier(group) && is_identifier(name))
+        || word.split_once('/').is_some_and(|(group, name)| {
+            is_tracepoint_identifier(group) && is_tracepoint_identifier(name)
+        })
 }
 
 /// The raw tracepoint name for one command-line tracepoint.
@@ -63,7 +58,11 @@ pub fn resolve(spec: &str) -> Result<String, TracepointError> {
         });
     }
     match spec.split_once('/') {
-        Some((group, name)) if is_identifier(group) && is_identifier(name) => Ok(name.to_owned()),
+        Some((group, name))
+            if is_tracepoint_identifier(group) && is_tracepoint_identifier(name) =>
+        {
+            Ok(name.to_owned())
+        }
         _ => Err(TracepointError::Malformed(spec.to_owned())),
     }
 }
@@ -85,7 +84,7 @@ fn find_id(events: &Path, id: u32) -> Result<Option<String>, TracepointError> {
             };
             if text.trim().parse() == Ok(id) {
                 let name = event.file_name().to_string_lossy().into_owned();
-                return Ok(Some(name).filter(|n| is_identifier(n)));
+                return Ok(Some(name).filter(|n| is_tracepoint_identifier(n)));
             }
         }
     }

@@ -4,6 +4,7 @@
 
 use std::io;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
 
 /// Where the daemon publishes unless told otherwise, and where clients look:
 /// the systemd unit's RuntimeDirectory, a directory only root can change.
@@ -153,6 +154,19 @@ impl std::fmt::Display for BootId {
     }
 }
 
+/// The futex word of a field: its low 32-bit half, the first on
+/// little-endian and the second on big. Waiters (client/src/sys.rs) and the
+/// daemon's wakes (src/published.rs) both take it from here, so they cannot
+/// disagree on which half the kernel keys on.
+pub fn futex_half(word: &AtomicU64) -> *const u32 {
+    let first = word.as_ptr().cast::<u32>().cast_const();
+    if cfg!(target_endian = "big") {
+        first.wrapping_add(1)
+    } else {
+        first
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,5 +209,18 @@ mod tests {
         assert_eq!(BootId::parse(&text), Some(current));
         assert_ne!(current, BootId::UNKNOWN);
         assert_eq!(BootId::current().unwrap(), current);
+    }
+
+    #[test]
+    fn futex_half_is_the_low_half() {
+        let word = AtomicU64::new(0x1122_3344_5566_7788);
+        let half = futex_half(&word);
+        let base = word.as_ptr() as usize;
+        assert!(half as usize == base || half as usize == base + 4);
+        // Safe reads of the two halves' bytes, to see which one it names.
+        let bytes = 0x1122_3344_5566_7788u64.to_ne_bytes();
+        let at = half as usize - base;
+        let read = u32::from_ne_bytes(bytes[at..at + 4].try_into().unwrap());
+        assert_eq!(read, 0x5566_7788);
     }
 }

@@ -60,13 +60,7 @@ impl Mapping {
     /// at most `timeout_ns`; returns on a wake, a mismatch, a signal or the
     /// timeout alike: the caller re-checks everything.
     pub(crate) fn futex_wait(&self, index: usize, expected: u32, timeout_ns: u64) {
-        let half = self.word(index).as_ptr().cast::<u32>();
-        // The low half is the first on little-endian, the second on big.
-        let half = if cfg!(target_endian = "big") {
-            half.wrapping_add(1)
-        } else {
-            half
-        };
+        let half = crate::layout::futex_half(self.word(index));
         let timeout = libc::timespec {
             tv_sec: (timeout_ns / 1_000_000_000) as libc::time_t,
             tv_nsec: (timeout_ns % 1_000_000_000) as libc::c_long,

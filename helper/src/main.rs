@@ -20,11 +20,12 @@ mod timestamps;
 use std::borrow::Cow;
 use std::convert::Infallible;
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::{env, io};
 
 use barrierd_privsep::cpus::{self, CpuMask};
 use barrierd_privsep::credentials::{self, CredentialsError};
+use barrierd_privsep::handover::{is_tracepoint_identifier, HELPER_SOCKET_FD};
 use barrierd_privsep::ipc::{HelperEnd, HelperMessage, IpcError, MAX_CPUS, PROTOCOL_VERSION};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{RingBuffer, RingBufferBuilder};
@@ -32,18 +33,15 @@ use libbpf_rs::{RingBuffer, RingBufferBuilder};
 use crate::policy::Wake;
 use crate::timestamps::Timestamps;
 
-/// Where `barrierd` puts the helper's end of the socketpair.
-const SOCKET_FD: RawFd = 3;
-
 #[derive(Debug, thiserror::Error)]
 enum Error {
-    #[error("usage: barrierd-helper UID:GID TRACEPOINT... (started by barrierd, socket on fd 3)")]
+    #[error("usage: barrierd-helper UID:GID TRACEPOINT... (started by barrierd, socket on fd {HELPER_SOCKET_FD})")]
     Usage,
     #[error("invalid account {0:?}: expected UID:GID, both numbers other than 0")]
     BadAccount(String),
     #[error("invalid raw tracepoint name {0:?}: expected [a-z0-9_]+")]
     BadName(String),
-    #[error("fd {SOCKET_FD} is not the socket barrierd passes: {0}")]
+    #[error("fd {HELPER_SOCKET_FD} is not the socket barrierd passes: {0}")]
     Socket(#[source] IpcError),
     #[error("running once on every online CPU: {0}")]
     Visit(#[source] io::Error),
@@ -104,11 +102,11 @@ fn run() -> Result<Infallible, Error> {
     }
     if let Some(bad) = tracepoints
         .iter()
-        .find(|name| !is_raw_tracepoint_name(name))
+        .find(|name| !is_tracepoint_identifier(name))
     {
         return Err(Error::BadName(bad.clone()));
     }
-    let socket = policy::inherited_socket(SOCKET_FD);
+    let socket = policy::inherited_socket(HELPER_SOCKET_FD);
     let mut publisher = HelperEnd::new(socket).map_err(Error::Socket)?;
 
     let ncpu = cpus::possible_cpus().map_err(Error::PossibleCpus)?;
@@ -170,7 +168,7 @@ fn run() -> Result<Infallible, Error> {
     // One epoll set for both reasons to wake: the ring buffer's own epoll fd
     // (readable when BPF signalled) and the socket (EPOLLHUP when the
     // publisher is gone, reported without asking).
-    let epoll = policy::epoll_with(ring.epoll_fd(), SOCKET_FD).map_err(Error::Epoll)?;
+    let epoll = policy::epoll_with(ring.epoll_fd(), HELPER_SOCKET_FD).map_err(Error::Epoll)?;
     // Everything that needed root is done: what remains works on descriptors
     // and mappings we hold. From here on we follow the publisher by the
     // socket's hang-up alone: its parent-death signal comes from another uid
@@ -185,7 +183,7 @@ fn run() -> Result<Infallible, Error> {
         .map_err(Error::Send)?;
     barrierd_privsep::seccomp::install(
         "barrierd-helper",
-        &policy::steady_state(SOCKET_FD, epoll.as_raw_fd()),
+        &policy::steady_state(HELPER_SOCKET_FD, epoll.as_raw_fd()),
     )?;
 
     let _links = links;
@@ -230,7 +228,7 @@ fn serve(
             } else {
                 break Ok(Wake::Event);
             };
-            match policy::wait(epoll, SOCKET_FD, deadline) {
+            match policy::wait(epoll, HELPER_SOCKET_FD, deadline) {
                 Ok(Wake::Timeout) => continue,
                 other => break other,
             }
@@ -263,14 +261,6 @@ fn parse_account(text: &str) -> Option<(u32, u32)> {
     Some((number(uid)?, number(gid)?))
 }
 
-fn is_raw_tracepoint_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,15 +273,5 @@ mod tests {
         ] {
             assert_eq!(parse_account(bad), None, "{bad:?}");
         }
-    }
-
-    #[test]
-    fn raw_tracepoint_names() {
-        assert!(is_raw_tracepoint_name("sched_switch"));
-        assert!(is_raw_tracepoint_name("local_timer_entry"));
-        assert!(!is_raw_tracepoint_name(""));
-        assert!(!is_raw_tracepoint_name("sched/sched_switch"));
-        assert!(!is_raw_tracepoint_name("../x"));
-        assert!(!is_raw_tracepoint_name(&"a".repeat(65)));
     }
 }
