@@ -2,7 +2,7 @@
 /*
  * Does nothing, on the same hook as barrierd's quiescence tracking
  * (tp_btf/sched_switch): what any program there costs a context switch,
- * the floor under barrierd's own cost (benches/overhead.sh).
+ * the floor under barrierd's own cost (bench/overhead.sh).
  */
 #include <linux/types.h>
 #include <linux/bpf.h>

@@ -1,6 +1,6 @@
 //! Attaches a BPF program that does nothing to sched_switch, says so on
 //! stdout, and keeps it attached until killed (the kernel detaches it when
-//! the process dies): the overhead benchmark's floor (benches/overhead.sh),
+//! the process dies): the overhead benchmark's floor (bench/overhead.sh),
 //! the cost of the hook itself, whatever the program does.
 #![allow(unsafe_code)] // only in the generated skeleton
 

@@ -11,7 +11,7 @@
 #  - in one more run with kernel.bpf_stats_enabled=1: the BPF programs'
 #    average run time per event, events per second, and the helper's
 #    wake-ups per second while the pipe benchmark storms.
-# Usage: benches/overhead.sh [PAIRS (default 7)] [LOOPS (default 500000)]
+# Usage: bench/overhead.sh [PAIRS (default 7)] [LOOPS (default 500000)]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pairs=${1:-7}
