@@ -15,6 +15,7 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use tracing::{debug, info, warn};
 
+use crate::exit::Exit;
 use crate::launch::{self, LaunchError};
 use crate::notify::{Notifier, NotifyError};
 use crate::prod::{ProdError, Prodder};
@@ -80,16 +81,15 @@ pub enum DaemonError {
 }
 
 impl DaemonError {
-    /// Documented in `barrierd --help`.
-    pub fn exit_code(&self) -> u8 {
+    pub fn exit_code(&self) -> Exit {
         match self {
-            DaemonError::File(FileError::Locked(_)) => 3,
+            DaemonError::File(FileError::Locked(_)) => Exit::Locked,
             DaemonError::HelperDied(_)
             | DaemonError::Protocol(_)
             | DaemonError::Receive(_)
             | DaemonError::Wait(_)
-            | DaemonError::Poll(_) => 4,
-            _ => 1,
+            | DaemonError::Poll(_) => Exit::Running,
+            _ => Exit::Setup,
         }
     }
 }

@@ -5,6 +5,7 @@
 #![deny(unsafe_code)]
 
 mod daemon;
+mod exit;
 mod launch;
 mod notify;
 mod prod;
@@ -20,7 +21,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing::Level;
 
-const EXIT_CODES: &str = "\
+const AFTER_HELP: &str = "\
 Tracepoints: `group/name` (attached as raw tracepoints, no tracefs needed) or
 numeric tracefs ids as the 2018 barrierd took them (these need tracefs mounted:
 `mount -t tracefs nodev /sys/kernel/tracing`). Without any, the default set is
@@ -36,17 +37,11 @@ accounts.
 Stop it with SIGTERM or SIGINT; the file is then marked stopped.
 `barrierd status [PATH]` reports on a daemon, unprivileged (see `barrierd
 status --help`); a PATH named `status` needs a leading `./`.
-
-Exit status:
-  0  stopped by SIGTERM, SIGINT or SIGHUP
-  1  setup failed (not root, bad file at PATH, helper missing or failed, sandbox)
-  2  bad command line
-  3  another barrierd already publishes to PATH
-  4  failure while running (helper died, protocol violation)";
+";
 
 /// Publish per-CPU kernel-entry timestamps for asymmetric barriers.
 #[derive(Parser, Debug)]
-#[command(version, after_help = EXIT_CODES)]
+#[command(version, after_help = format!("{AFTER_HELP}\n\n{}", exit::help()))]
 struct Args {
     /// The file to publish (created 0644 if absent; PATH.lock is created
     /// 0600) [default: /run/barrierd/public_file, where clients look].
@@ -111,10 +106,10 @@ fn main() -> ExitCode {
         Err(error) => {
             // Every message embeds its cause: the plain form, not the chain.
             eprintln!("barrierd: error: {error}");
-            let code = error
+            error
                 .downcast_ref::<daemon::DaemonError>()
-                .map_or(1, daemon::DaemonError::exit_code);
-            ExitCode::from(code)
+                .map_or(exit::Exit::Setup, daemon::DaemonError::exit_code)
+                .into()
         }
     }
 }
