@@ -78,7 +78,19 @@ struct {
 	__u64 deferred;
 } last_signal __attribute__((aligned(64)));
 
-/* When a client last blocked in a barrier wait (BARRIERD_DEMAND_NS). */
+/*
+ * Demand: a client task blocking in a shared futex wait (how barrier
+ * clients wait for the daemon's FUTEX_WAKE) makes the next
+ * `demand_window_ns` demanded, and signals if demand had lapsed. Set by the
+ * helper before loading, from barrierd_privsep::handover::DEMAND_NS (one
+ * definition: the publisher's prod window and the clients' promptness
+ * requests are the same span); read-only once loaded, so the verifier knows
+ * it. Longer than the clients' probe interval (100 ms), after which a
+ * waiter blocks again: a waiting client keeps demand alive.
+ */
+const volatile __u64 demand_window_ns;
+
+/* When a client last blocked in a barrier wait. */
 __u64 demand_ns __attribute__((aligned(64)));
 
 static __always_inline struct barrierd_cpu_slot *this_cpu_slot(__u32 *cpu)
@@ -123,7 +135,7 @@ static __always_inline __u64 record_entry(struct barrierd_cpu_slot *slot, __u32 
 	__u64 owed = READ_ONCE(slot->owed);
 
 	if (waiting) {
-		int lapsed = !within(now, READ_ONCE(demand_ns), BARRIERD_DEMAND_NS);
+		int lapsed = !within(now, READ_ONCE(demand_ns), demand_window_ns);
 
 		demand_ns = now;
 		if (lapsed)
@@ -162,7 +174,7 @@ signal_if_due:
 	 * it reads again or we signal. (Seeing `deferred` already set, we come
 	 * before the helper takes it, and its next read sees our state word.)
 	 */
-	if (!within(now, READ_ONCE(demand_ns), BARRIERD_DEMAND_NS) &&
+	if (!within(now, READ_ONCE(demand_ns), demand_window_ns) &&
 	    (__s64)(READ_ONCE(last_signal.spacing_ends_ns) - now) > 0) {
 		if (!owed)
 			slot->owed = 1;

@@ -24,14 +24,6 @@
  */
 #define BARRIERD_SPARSE_NS 1000000ULL
 
-/*
- * Demand: a client task blocking in a shared futex wait (how barrier
- * clients wait for the daemon's FUTEX_WAKE) makes the next this many ns
- * demanded, and signals if demand had lapsed. Longer than the clients'
- * probe interval (100 ms), after which a waiter blocks again: a waiting
- * client keeps demand alive.
- */
-#define BARRIERD_DEMAND_NS 1000000000ULL
 
 /*
  * Without demand, signals are at least this far apart (any CPU's): the

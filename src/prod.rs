@@ -11,12 +11,9 @@
 use std::time::Duration;
 
 use barrierd_privsep::cpus::{self, CpuMask};
-
-/// How long after a client blocked in a barrier wait it may still be
-/// waiting: a waiter blocks again at least every 100 ms (its probe
-/// interval). The clients' promptness window, which a test ties to BPF's
-/// `BARRIERD_DEMAND_NS`.
-const DEMAND_NS: u64 = barrierd_client::PROMPTNESS.as_nanos() as u64;
+// How long after a client blocked in a barrier wait it may still be
+// waiting: BPF's demand window.
+use barrierd_privsep::handover::DEMAND_NS;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProdError {

@@ -37,7 +37,7 @@ fn stray_wakeups_share_passes_until_a_barrier_waits() {
     let daemon = Daemon::start(&path, &[]);
     let client = Barrierd::open(&path).unwrap();
     // Nothing has waited on this daemon; let any other demand lapse
-    // (BARRIERD_DEMAND_NS, 1 s).
+    // (privsep::handover::DEMAND_NS, 1 s).
     std::thread::sleep(Duration::from_millis(1500));
 
     let before = monotonic_ns();

@@ -28,7 +28,7 @@ const SPACING: Duration = Duration::from_millis(300);
 /// The helper's timer has millisecond granularity, then a pass takes a
 /// few hundred µs.
 const LOOK_AFTER_THE_END: Duration = Duration::from_millis(3);
-/// BARRIERD_DEMAND_NS, and a margin.
+/// DEMAND_NS (privsep::handover), and a margin.
 const DEMAND_LAPSES: Duration = Duration::from_millis(1100);
 
 #[test]

@@ -110,7 +110,8 @@ pub struct Barrierd {
 }
 
 /// How long the daemon publishes promptly after a client blocked in a
-/// shared futex wait (BPF's `BARRIERD_DEMAND_NS`).
+/// shared futex wait (`barrierd_privsep::handover::DEMAND_NS`, BPF's
+/// `demand_window_ns`).
 pub const PROMPTNESS: Duration = Duration::from_secs(1);
 
 /// How long [`Barrierd::request_promptness`] sleeps to be seen blocking: the

@@ -25,7 +25,7 @@ use std::{env, io};
 
 use barrierd_privsep::cpus::{self, CpuMask};
 use barrierd_privsep::credentials::{self, CredentialsError};
-use barrierd_privsep::handover::{is_tracepoint_identifier, HELPER_SOCKET_FD};
+use barrierd_privsep::handover::{is_tracepoint_identifier, DEMAND_NS, HELPER_SOCKET_FD};
 use barrierd_privsep::ipc::{HelperEnd, HelperMessage, IpcError, MAX_CPUS, PROTOCOL_VERSION};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{RingBuffer, RingBufferBuilder};
@@ -57,6 +57,8 @@ enum Error {
     },
     #[error("the BPF program's .bss is not memory-mapped (kernel too old?)")]
     BssNotMapped,
+    #[error("the BPF program's .rodata is not memory-mapped before loading")]
+    RodataNotMapped,
     #[error("epoll: {0}")]
     Epoll(#[source] io::Error),
     #[error("sending to the publisher: {0}")]
@@ -114,9 +116,14 @@ fn run() -> Result<Infallible, Error> {
         return Err(Error::TooManyCpus(ncpu));
     }
     let mut storage = MaybeUninit::uninit();
-    let open = skel::BarrierdSkelBuilder::default()
+    let mut open = skel::BarrierdSkelBuilder::default()
         .open(&mut storage)
         .map_err(bpf("opening the BPF object"))?;
+    open.maps
+        .rodata_data
+        .as_mut()
+        .ok_or(Error::RodataNotMapped)?
+        .demand_window_ns = DEMAND_NS;
     let mut skel = open.load().map_err(bpf("loading the BPF program"))?;
     // BPF learns our tasks' tgids itself: the pids we see of ourselves are
     // our pid namespace's, and sched_switch sees the kernel's.

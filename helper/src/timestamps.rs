@@ -9,10 +9,8 @@ use std::sync::atomic::{fence, AtomicU64, Ordering};
 
 use barrierd_privsep::ipc::MAX_CPUS;
 
+use crate::skel::shared::QUIESCENT;
 use crate::skel::types;
-
-/// bpf/barrierd_shared.h: BARRIERD_QUIESCENT, bit 0 of a slot's state.
-const QUIESCENT: u64 = 1;
 
 /// Subtracted from BPF's timestamps before they are sent: BPF reads the
 /// kernel's NMI-safe accessor (bpf_ktime_get_ns), clients the vDSO, and a

@@ -7,6 +7,14 @@ use std::os::fd::RawFd;
 /// socketpair, and where the helper (helper/src/main.rs) takes it from.
 pub const HELPER_SOCKET_FD: RawFd = 3;
 
+/// How long a client's shared futex wait keeps demand alive: BPF's window
+/// (the helper writes it into the program's read-only data before loading),
+/// the publisher's `--prod-after` window, and what a client's promptness
+/// request lasts (`barrierd_client::PROMPTNESS` and the C header's
+/// `BARRIERD_PROMPTNESS_NS`, which a test ties to this). Longer than the
+/// clients' 100 ms probe interval, after which a waiter blocks again.
+pub const DEMAND_NS: u64 = 1_000_000_000;
+
 /// A tracepoint group or name as barrierd accepts it: `[a-z0-9_]{1,64}`.
 /// The publisher parses `group/name` with it, the helper checks each raw
 /// tracepoint name it is given with it, so no name one side accepts can
