@@ -1,5 +1,6 @@
 //! The real daemon, end to end: as root, loading BPF, attaching to
 //! tracepoints on this kernel.
+#![allow(unsafe_code)]
 
 mod common;
 

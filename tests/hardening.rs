@@ -1,5 +1,6 @@
 //! Hostile paths, a second daemon, dead peers: each refused or survived with
 //! a clear error, and nothing at PATH changed.
+#![allow(unsafe_code)]
 
 mod common;
 

@@ -4,6 +4,7 @@
 //! capabilities), then tries the attack for real and reports what worked.
 //! Forged files are in client_file.rs and hardening.rs; this file is about
 //! the processes and their liveness.
+#![allow(unsafe_code)]
 
 mod common;
 
@@ -83,8 +84,8 @@ const ATTACKS: [&str; 7] = [
 /// PTRACE_SEIZE is not stopped, and the probe's exit detaches it).
 fn attack(pid: i32, signals: bool) -> i32 {
     let mut worked = 0;
-    // SAFETY (every block below): system calls on plain values and on
-    // buffers that live for the call.
+    // SAFETY: system calls on plain values and on buffers that live for
+    // the call.
     unsafe {
         if signals {
             if libc::kill(pid, libc::SIGSTOP) == 0 {

@@ -12,6 +12,7 @@
 //! quiescent again at once, and that a barrier started at T completes.
 //! Without the idle entry it fails: 2 of 10 rounds prompt, the others
 //! repaired 7-50 ms later by the CPU's next traced switch.
+#![allow(unsafe_code)]
 
 mod common;
 

@@ -46,6 +46,7 @@
 //!
 //! `BARRIERD_LITMUS_SECS` sets how long each run through barrierd lasts
 //! (default 3 s); bench/README.md has the long run.
+#![allow(unsafe_code)]
 #![cfg(target_arch = "x86_64")]
 
 mod common;

@@ -12,6 +12,7 @@
 //! Without the helper's deadline only a CPU's next event after the spacing
 //! would publish it, and with every CPU idle there is rarely one within
 //! those few milliseconds.
+#![allow(unsafe_code)]
 
 mod common;
 

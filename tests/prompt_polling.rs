@@ -9,6 +9,7 @@
 //! rounds, which start with a plain `BarrierTicket::begin`, are logged and
 //! show what the request buys. Alone in its binary, one test at a time:
 //! another test's waits would be demand.
+#![allow(unsafe_code)]
 
 mod common;
 

@@ -14,6 +14,7 @@
 //!
 //! Exit status: 0 when every barrier through the daemon completed, 1 when one
 //! could not (the message says why), 2 on a bad command line.
+#![allow(unsafe_code)]
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;

@@ -1,6 +1,12 @@
 //! The skeleton libbpf-cargo generates from bpf/barrierd.bpf.c, and the
 //! numeric macros of bpf/barrierd_shared.h as constants (build.rs).
-#![allow(unsafe_code, clippy::all, unused_imports, dead_code)]
+#![allow(
+    unsafe_code,
+    clippy::all,
+    clippy::undocumented_unsafe_blocks,
+    unused_imports,
+    dead_code
+)]
 
 include!(concat!(env!("OUT_DIR"), "/barrierd.skel.rs"));
 

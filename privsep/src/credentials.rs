@@ -140,27 +140,20 @@ pub fn not_dumpable() -> Result<(), CredentialsError> {
 fn verify(uid: u32, gid: u32) -> Result<(), CredentialsError> {
     let (mut r, mut e, mut s) = (0, 0, 0);
     // SAFETY: three valid out-pointers.
-    check(
-        "getresuid",
-        unsafe { libc::getresuid(&mut r, &mut e, &mut s) } as libc::c_long,
-    )?;
+    let rc = unsafe { libc::getresuid(&mut r, &mut e, &mut s) };
+    check("getresuid", rc as libc::c_long)?;
     if [r, e, s] != [uid; 3] {
         return Err(CredentialsError::NotDropped("a uid still differs"));
     }
-    // SAFETY: as above.
-    check(
-        "getresgid",
-        unsafe { libc::getresgid(&mut r, &mut e, &mut s) } as libc::c_long,
-    )?;
+    // SAFETY: three valid out-pointers.
+    let rc = unsafe { libc::getresgid(&mut r, &mut e, &mut s) };
+    check("getresgid", rc as libc::c_long)?;
     if [r, e, s] != [gid; 3] {
         return Err(CredentialsError::NotDropped("a gid still differs"));
     }
     // SAFETY: a zero-sized query.
-    if check(
-        "getgroups",
-        unsafe { libc::getgroups(0, std::ptr::null_mut()) } as libc::c_long,
-    )? != 0
-    {
+    let groups = unsafe { libc::getgroups(0, std::ptr::null_mut()) };
+    if check("getgroups", groups as libc::c_long)? != 0 {
         return Err(CredentialsError::NotDropped("supplementary groups remain"));
     }
     if capget()? != [CapData::default(); 2] {

@@ -2,6 +2,7 @@
 //! SOCK_SEQPACKET datagram, `Hello` first and then only `Snapshot`s. The stream
 //! is one-way: each end is shut down in the direction it never uses, and the
 //! endpoint types only offer the operation their side performs.
+#![allow(unsafe_code)]
 
 use std::borrow::Cow;
 use std::io;

@@ -8,6 +8,7 @@
 //! by SIGSYS, as with SECCOMP_RET_KILL_PROCESS, but with the culprit named.
 //! rt_sigaction and rt_sigreturn are in neither table, so the reporter can be
 //! neither replaced nor returned from.
+#![allow(unsafe_code)]
 
 use std::io;
 use std::sync::OnceLock;

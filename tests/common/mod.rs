@@ -3,6 +3,7 @@
 //! Tests that need root and BPF call `require_privileged!()`: run
 //! unprivileged they skip with a printed reason, but with
 //! BARRIERD_REQUIRE_PRIVILEGED=1 (set by .ci/run) a skip is a failure.
+#![allow(unsafe_code)]
 #![allow(dead_code, unused_imports)]
 
 use std::io::{BufRead, BufReader};
