@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use barrierd_client::trust;
+use barrierd_privsep::errno::check;
 use barrierd_privsep::handover::HELPER_SOCKET_FD;
 
 use crate::sandbox::Account;
@@ -40,9 +41,8 @@ pub enum LaunchError {
 /// root helper, or the publisher past its sandbox. First thing at start.
 pub fn close_inherited_descriptors() -> Result<(), LaunchError> {
     // SAFETY: close_range on descriptors nothing in this process uses yet.
-    if unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) } != 0 {
-        return Err(LaunchError::CloseInherited(io::Error::last_os_error()));
-    }
+    check(unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) })
+        .map_err(LaunchError::CloseInherited)?;
     Ok(())
 }
 
@@ -102,27 +102,20 @@ pub fn spawn(
         command.pre_exec(move || {
             if socket_fd == HELPER_SOCKET_FD {
                 // dup2 onto itself keeps close-on-exec: clear it by hand.
-                if libc::fcntl(socket_fd, libc::F_SETFD, 0) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-            } else if libc::dup2(socket_fd, HELPER_SOCKET_FD) < 0 {
-                return Err(io::Error::last_os_error());
+                check(libc::fcntl(socket_fd, libc::F_SETFD, 0))?;
+            } else {
+                check(libc::dup2(socket_fd, HELPER_SOCKET_FD))?;
             }
             // Only the socket crosses exec: everything above it closes then
             // (close-on-exec, not closed now: std's pipe that reports a
             // failed exec is among them).
-            if libc::syscall(
+            check(libc::syscall(
                 libc::SYS_close_range,
                 (HELPER_SOCKET_FD + 1) as u32,
                 u32::MAX,
                 libc::CLOSE_RANGE_CLOEXEC,
-            ) != 0
-            {
-                return Err(io::Error::last_os_error());
-            }
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(io::Error::last_os_error());
-            }
+            ))?;
+            check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL))?;
             // We may have died before the prctl: then nobody would kill us.
             if libc::getppid() != parent {
                 libc::_exit(1);
@@ -154,8 +147,6 @@ pub fn raise_priority(nice: i32) -> io::Result<()> {
         return Ok(());
     }
     // SAFETY: as above.
-    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    check(unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) })?;
     Ok(())
 }

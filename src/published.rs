@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use barrierd_client::layout::{self, word, BootId};
 use barrierd_client::{monotonic_ns, trust};
+use barrierd_privsep::errno::check;
 use memmap2::MmapRaw;
 use nix::fcntl::{self, OFlag};
 use nix::sys::stat::Mode;
@@ -473,9 +474,7 @@ fn check_header(
 
 fn flock_exclusive(file: &File) -> io::Result<()> {
     // SAFETY: plain syscall on a descriptor we own.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    check(unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) })?;
     Ok(())
 }
 
@@ -491,8 +490,6 @@ fn set_liveness_lock(file: &File) -> io::Result<()> {
     lock.l_type = libc::F_WRLCK as libc::c_short;
     lock.l_whence = libc::SEEK_SET as libc::c_short;
     // SAFETY: `lock` is a valid struct flock for the call's duration.
-    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &lock) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    check(unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &lock) })?;
     Ok(())
 }

@@ -5,6 +5,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
+use barrierd_privsep::errno::check;
 use barrierd_privsep::seccomp::{Allow, Arg};
 
 /// Every system call the helper may make once set up: nothing that opens,
@@ -67,10 +68,7 @@ pub fn ignore_stop_signals() {
 /// its fd.
 pub fn epoll_with(readable: RawFd, hangup: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: plain syscall; the result is checked before use.
-    let raw = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let raw = check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
     // SAFETY: epoll_create1 returned a new descriptor that we now own.
     let epoll = unsafe { OwnedFd::from_raw_fd(raw) };
     for (fd, events) in [(readable, libc::EPOLLIN as u32), (hangup, 0)] {
@@ -79,9 +77,7 @@ pub fn epoll_with(readable: RawFd, hangup: RawFd) -> io::Result<OwnedFd> {
             u64: fd as u64,
         };
         // SAFETY: `event` is a valid epoll_event for the call's duration.
-        if unsafe { libc::epoll_ctl(raw, libc::EPOLL_CTL_ADD, fd, &mut event) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        check(unsafe { libc::epoll_ctl(raw, libc::EPOLL_CTL_ADD, fd, &mut event) })?;
     }
     Ok(epoll)
 }

@@ -6,6 +6,8 @@
 
 use std::{fs, io};
 
+use crate::errno::check;
+
 pub const POSSIBLE: &str = "/sys/devices/system/cpu/possible";
 pub const ONLINE: &str = "/sys/devices/system/cpu/online";
 
@@ -74,9 +76,7 @@ impl CpuMask {
     pub fn of_this_thread(ncpu: usize) -> io::Result<Self> {
         let mut mask = Self::empty(ncpu);
         // SAFETY: the mask is valid for writes of `bytes()` bytes.
-        if unsafe { libc::sched_getaffinity(0, mask.bytes(), mask.0.as_mut_ptr().cast()) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        check(unsafe { libc::sched_getaffinity(0, mask.bytes(), mask.0.as_mut_ptr().cast()) })?;
         Ok(mask)
     }
 
@@ -84,9 +84,7 @@ impl CpuMask {
     /// of these CPUs.
     fn apply(&self) -> io::Result<()> {
         // SAFETY: the mask is valid for reads of `bytes()` bytes.
-        if unsafe { libc::sched_setaffinity(0, self.bytes(), self.0.as_ptr().cast()) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        check(unsafe { libc::sched_setaffinity(0, self.bytes(), self.0.as_ptr().cast()) })?;
         Ok(())
     }
 }

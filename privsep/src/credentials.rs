@@ -17,10 +17,7 @@ pub enum CredentialsError {
 }
 
 fn check(what: &'static str, rc: libc::c_long) -> Result<libc::c_long, CredentialsError> {
-    if rc < 0 {
-        return Err(CredentialsError::Call(what, io::Error::last_os_error()));
-    }
-    Ok(rc)
+    crate::errno::check(rc).map_err(|e| CredentialsError::Call(what, e))
 }
 
 /// The kernel's capability header and sets (capget(2), version 3: two

@@ -8,6 +8,7 @@ use std::borrow::Cow;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
+use crate::errno::check;
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever [`HelperMessage`] changes shape or meaning.
@@ -86,9 +87,7 @@ pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
             fds.as_mut_ptr(),
         )
     };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    check(rc)?;
     // SAFETY: socketpair succeeded, so both descriptors are open and ours.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
@@ -114,9 +113,7 @@ fn check_seqpacket(fd: BorrowedFd<'_>) -> Result<(), IpcError> {
 
 fn shutdown(fd: BorrowedFd<'_>, how: libc::c_int) -> io::Result<()> {
     // SAFETY: plain syscall on a descriptor we borrow.
-    if unsafe { libc::shutdown(fd.as_raw_fd(), how) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    check(unsafe { libc::shutdown(fd.as_raw_fd(), how) })?;
     Ok(())
 }
 
@@ -148,9 +145,7 @@ impl HelperEnd {
                 libc::MSG_NOSIGNAL,
             )
         };
-        if sent < 0 {
-            return Err(io::Error::last_os_error().into());
-        }
+        let sent = check(sent)?;
         if sent as usize != bytes.len() {
             return Err(IpcError::ShortSend {
                 sent: sent as usize,
@@ -196,8 +191,7 @@ impl PublisherEnd {
                 libc::MSG_TRUNC,
             )
         };
-        match len {
-            n if n < 0 => Err(io::Error::last_os_error().into()),
+        match check(len)? {
             0 => Ok(None),
             n if n as usize > MAX_MESSAGE_LEN => Err(IpcError::TooLong(n as usize)),
             n => decode(&self.buf[..n as usize]).map(Some),

@@ -6,6 +6,7 @@
 
 pub mod cpus;
 pub mod credentials;
+pub mod errno;
 pub mod handover;
 pub mod ipc;
 pub mod seccomp;

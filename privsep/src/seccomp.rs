@@ -118,9 +118,7 @@ fn install_reporter(who: &'static str) -> Result<(), SeccompError> {
         libc::sigemptyset(&mut action.sa_mask);
         libc::sigaction(libc::SIGSYS, &action, std::ptr::null_mut())
     };
-    if rc != 0 {
-        return Err(SeccompError::Reporter(io::Error::last_os_error()));
-    }
+    crate::errno::check(rc).map_err(SeccompError::Reporter)?;
     Ok(())
 }
 
