@@ -4,12 +4,12 @@
 
 #![deny(unsafe_code)]
 
-mod daemon;
 mod exit;
 mod launch;
 mod notify;
 mod prod;
 mod published;
+mod publisher;
 mod sandbox;
 mod status;
 mod tracepoints;
@@ -107,8 +107,8 @@ fn main() -> ExitCode {
             // Every message embeds its cause: the plain form, not the chain.
             eprintln!("barrierd: error: {error}");
             error
-                .downcast_ref::<daemon::DaemonError>()
-                .map_or(exit::Exit::Setup, daemon::DaemonError::exit_code)
+                .downcast_ref::<publisher::PublisherError>()
+                .map_or(exit::Exit::Setup, publisher::PublisherError::exit_code)
                 .into()
         }
     }
@@ -141,7 +141,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         .collect::<Result<Vec<_>, _>>()?;
     let [account, helper_account] = sandbox::lookup_accounts(&args.user, &args.helper_user)?;
     let helper = launch::helper_path(args.helper.as_deref())?;
-    let config = daemon::Config {
+    let config = publisher::Config {
         path,
         tracepoints,
         account,
@@ -153,7 +153,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         prod_after: args.prod_after.map(std::time::Duration::from_millis),
     };
     let path = config.path.clone();
-    let daemon::Stopped(signal) = daemon::run(config)?;
+    let publisher::Stopped(signal) = publisher::run(config)?;
     tracing::info!("Stopped on {signal}; {} is marked stopped.", path.display());
     Ok(())
 }

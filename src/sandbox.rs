@@ -103,7 +103,12 @@ pub fn restrict_access() -> Result<(), SandboxError> {
 
 /// Every system call the publisher may make once confined. Anything else
 /// kills it by SIGSYS, named. `prod`: --prod-after is on.
-pub fn policy(socket: RawFd, signals: RawFd, notify: Option<RawFd>, prod: bool) -> Vec<Allow> {
+pub fn seccomp_table(
+    socket: RawFd,
+    signals: RawFd,
+    notify: Option<RawFd>,
+    prod: bool,
+) -> Vec<Allow> {
     let fd = |fd: RawFd| Arg::Eq(0, fd as u64);
     let futex_op = |op: i32| Arg::Eq(1, op as u64);
     let mut table = vec![
@@ -176,7 +181,7 @@ pub fn lock_down(
 ) -> Result<(), SandboxError> {
     Ok(seccomp::install(
         "barrierd",
-        &policy(socket, signals, notify, prod),
+        &seccomp_table(socket, signals, notify, prod),
     )?)
 }
 
@@ -195,7 +200,7 @@ mod tests {
     fn architecture_md_lists_exactly_the_calls_of_this_table() {
         let doc = include_str!("../ARCHITECTURE.md");
         // Every optional row too: a service manager's socket, --prod-after.
-        let table = policy(3, 4, Some(5), true);
+        let table = seccomp_table(3, 4, Some(5), true);
         barrierd_privsep::seccomp::documented_exactly(&table, doc, "## The publisher").unwrap();
     }
 

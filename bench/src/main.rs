@@ -13,7 +13,7 @@
 
 #![deny(unsafe_code)]
 
-mod daemon;
+mod daemon_process;
 mod load;
 mod methods;
 mod plot;
@@ -30,7 +30,7 @@ use anyhow::{bail, Context};
 use barrierd_client::Barrierd;
 use clap::Parser;
 
-use daemon::{DaemonProcesses, OwnDaemon};
+use daemon_process::{DaemonProcesses, OwnDaemon};
 use load::BusyLoad;
 use methods::{Barriers, Method, MethodError, Rng};
 use procfs::{Environment, Ipis};
@@ -134,8 +134,8 @@ fn run(args: &Args) -> anyhow::Result<()> {
             (Under::External, barrierd, None)
         }
         None => {
-            daemon::require_root()?;
-            let binary = daemon::find_binary(args.daemon.as_deref())?;
+            daemon_process::require_root()?;
+            let binary = daemon_process::find_binary(args.daemon.as_deref())?;
             eprintln!("starting {} on a temporary file", binary.display());
             let (daemon, barrierd) = OwnDaemon::start(&binary, START_TIMEOUT)?;
             (Under::Own(daemon), barrierd, Some(binary))

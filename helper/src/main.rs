@@ -3,7 +3,7 @@
 //! `barrierd` starts it as root with a SOCK_SEQPACKET socket on fd 3, the
 //! account to become (`UID:GID`) and raw tracepoint names as arguments. It
 //! loads and attaches bpf/barrierd.bpf.c, gives up root for that account,
-//! says hello, locks itself under its seccomp policy (src/policy.rs) and then
+//! says hello, locks itself under its seccomp table (src/confinement.rs) and then
 //! for ever: sleeps until a CPU that may hold the minimum back signals (or a
 //! debt BPF deferred is due), reads every CPU's timestamp, sends a snapshot.
 //! It reads nothing from the publisher and exits (status 0) when the
@@ -13,7 +13,7 @@
 
 #![deny(unsafe_code)]
 
-mod policy;
+mod confinement;
 mod skel;
 mod timestamps;
 
@@ -30,7 +30,7 @@ use barrierd_privsep::ipc::{HelperEnd, HelperMessage, IpcError, MAX_CPUS, PROTOC
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{RingBuffer, RingBufferBuilder};
 
-use crate::policy::Wake;
+use crate::confinement::Wake;
 use crate::timestamps::Timestamps;
 
 #[derive(Debug, thiserror::Error)]
@@ -86,14 +86,14 @@ fn bpf(what: impl Into<String>) -> impl FnOnce(libbpf_rs::Error) -> Error {
 fn main() {
     let Err(error) = run();
     eprintln!("barrierd-helper: {error}");
-    policy::exit_now(error.exit_code())
+    confinement::exit_now(error.exit_code())
 }
 
 /// Sets up, then serves for ever; returns only a setup error.
 fn run() -> Result<Infallible, Error> {
     // Ctrl-C and `systemctl stop` signal the whole group: the publisher alone
     // decides when to stop, and we follow when it hangs up.
-    policy::ignore_stop_signals();
+    confinement::ignore_stop_signals();
     credentials::not_dumpable()?;
     let mut args = env::args().skip(1);
     let account = args.next().ok_or(Error::Usage)?;
@@ -108,7 +108,7 @@ fn run() -> Result<Infallible, Error> {
     {
         return Err(Error::BadName(bad.clone()));
     }
-    let socket = policy::inherited_socket(HELPER_SOCKET_FD);
+    let socket = confinement::inherited_socket(HELPER_SOCKET_FD);
     let mut publisher = HelperEnd::new(socket).map_err(Error::Socket)?;
 
     let ncpu = cpus::possible_cpus().map_err(Error::PossibleCpus)?;
@@ -175,7 +175,7 @@ fn run() -> Result<Infallible, Error> {
     // One epoll set for both reasons to wake: the ring buffer's own epoll fd
     // (readable when BPF signalled) and the socket (EPOLLHUP when the
     // publisher is gone, reported without asking).
-    let epoll = policy::epoll_with(ring.epoll_fd(), HELPER_SOCKET_FD).map_err(Error::Epoll)?;
+    let epoll = confinement::epoll_with(ring.epoll_fd(), HELPER_SOCKET_FD).map_err(Error::Epoll)?;
     // Everything that needed root is done: what remains works on descriptors
     // and mappings we hold. From here on we follow the publisher by the
     // socket's hang-up alone: its parent-death signal comes from another uid
@@ -190,7 +190,7 @@ fn run() -> Result<Infallible, Error> {
         .map_err(Error::Send)?;
     barrierd_privsep::seccomp::install(
         "barrierd-helper",
-        &policy::steady_state(HELPER_SOCKET_FD, epoll.as_raw_fd()),
+        &confinement::seccomp_table(HELPER_SOCKET_FD, epoll.as_raw_fd()),
     )?;
 
     let _links = links;
@@ -218,7 +218,7 @@ fn serve(
             Err(IpcError::Io(e))
                 if matches!(e.raw_os_error(), Some(libc::EPIPE | libc::ECONNRESET)) =>
             {
-                policy::exit_now(0)
+                confinement::exit_now(0)
             }
             Err(e) => break Error::Send(e),
         }
@@ -235,13 +235,13 @@ fn serve(
             } else {
                 break Ok(Wake::Event);
             };
-            match policy::wait(epoll, HELPER_SOCKET_FD, deadline) {
+            match confinement::wait(epoll, HELPER_SOCKET_FD, deadline) {
                 Ok(Wake::Timeout) => continue,
                 other => break other,
             }
         };
         match woke {
-            Ok(Wake::Hangup) => policy::exit_now(0),
+            Ok(Wake::Hangup) => confinement::exit_now(0),
             Ok(_) => {}
             Err(e) => break Error::Epoll(e),
         }
@@ -252,7 +252,7 @@ fn serve(
         }
     };
     eprintln!("barrierd-helper: {failure}");
-    policy::exit_now(failure.exit_code())
+    confinement::exit_now(failure.exit_code())
 }
 
 /// `UID:GID`, both decimal and other than root's.

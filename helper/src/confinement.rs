@@ -10,7 +10,7 @@ use barrierd_privsep::seccomp::{Allow, Arg};
 
 /// Every system call the helper may make once set up: nothing that opens,
 /// maps, loads or attaches. Anything else kills it by SIGSYS, named.
-pub fn steady_state(socket: RawFd, epoll: RawFd) -> Vec<Allow> {
+pub fn seccomp_table(socket: RawFd, epoll: RawFd) -> Vec<Allow> {
     let fd = |fd: RawFd| Arg::Eq(0, fd as u64);
     vec![
         // Sleep until BPF signals or the publisher hangs up (see `wait`).
@@ -144,14 +144,14 @@ mod tests {
     #[test]
     fn architecture_md_lists_exactly_the_calls_of_this_table() {
         let doc = include_str!("../../ARCHITECTURE.md");
-        barrierd_privsep::seccomp::documented_exactly(&steady_state(3, 4), doc, "## The helper")
+        barrierd_privsep::seccomp::documented_exactly(&seccomp_table(3, 4), doc, "## The helper")
             .unwrap();
     }
 
     #[test]
     fn opening_a_file_kills_the_helper_and_is_named() {
         let (status, stderr) = run_confined_child(
-            || install("barrierd-helper", &steady_state(3, 4)).unwrap(),
+            || install("barrierd-helper", &seccomp_table(3, 4)).unwrap(),
             // SAFETY: a plain open; the filter traps it before it runs.
             || unsafe {
                 libc::open(c"/etc/hostname".as_ptr(), libc::O_RDONLY);
@@ -170,7 +170,7 @@ mod tests {
     #[test]
     fn loading_a_bpf_program_kills_the_helper_and_is_named() {
         let (status, stderr) = run_confined_child(
-            || install("barrierd-helper", &steady_state(3, 4)).unwrap(),
+            || install("barrierd-helper", &seccomp_table(3, 4)).unwrap(),
             // SAFETY: bpf(BPF_PROG_LOAD) with no attributes; trapped before it runs.
             || unsafe {
                 libc::syscall(libc::SYS_bpf, 5, 0, 0);
@@ -189,7 +189,7 @@ mod tests {
     #[test]
     fn reading_another_clock_kills_the_helper() {
         let (status, stderr) = run_confined_child(
-            || install("barrierd-helper", &steady_state(3, 4)).unwrap(),
+            || install("barrierd-helper", &seccomp_table(3, 4)).unwrap(),
             // SAFETY: `ts` is valid for writes; trapped before it runs.
             || unsafe {
                 let mut ts: libc::timespec = std::mem::zeroed();
@@ -209,7 +209,7 @@ mod tests {
     #[test]
     fn what_the_loop_needs_is_allowed() {
         let (status, stderr) = run_confined_child(
-            || install("barrierd-helper", &steady_state(3, 4)).unwrap(),
+            || install("barrierd-helper", &seccomp_table(3, 4)).unwrap(),
             || {
                 let mut ts = libc::timespec {
                     tv_sec: 0,

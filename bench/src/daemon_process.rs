@@ -15,7 +15,7 @@ use nix::unistd::Pid;
 use crate::procfs::{self, ProcError, SchedStat};
 
 #[derive(Debug, thiserror::Error)]
-pub enum DaemonError {
+pub enum ProcessError {
     #[error("barrierd-bench starts barrierd, which needs root: run it as root (sudo), or measure an already-running daemon with --file PATH")]
     NotRoot,
     #[error("{0}: no barrierd binary there; build it (`cargo build --release --workspace --bins`) or name it with --daemon PATH")]
@@ -55,28 +55,28 @@ pub enum DaemonError {
 }
 
 /// Starting barrierd takes root (its helper loads BPF programs).
-pub fn require_root() -> Result<(), DaemonError> {
+pub fn require_root() -> Result<(), ProcessError> {
     if nix::unistd::geteuid().is_root() {
         Ok(())
     } else {
-        Err(DaemonError::NotRoot)
+        Err(ProcessError::NotRoot)
     }
 }
 
 /// The barrierd binary next to this executable (`target/release/barrierd`
 /// for `target/release/barrierd-bench`), or the one named on the command
 /// line; checked to exist.
-pub fn find_binary(named: Option<&Path>) -> Result<PathBuf, DaemonError> {
+pub fn find_binary(named: Option<&Path>) -> Result<PathBuf, ProcessError> {
     let binary = match named {
         Some(path) => path.to_owned(),
         None => std::env::current_exe()
-            .map_err(DaemonError::NoExeDir)?
+            .map_err(ProcessError::NoExeDir)?
             .with_file_name("barrierd"),
     };
     if binary.is_file() {
         Ok(binary)
     } else {
-        Err(DaemonError::NoBinary(binary))
+        Err(ProcessError::NoBinary(binary))
     }
 }
 
@@ -94,10 +94,10 @@ pub struct OwnDaemon {
 impl OwnDaemon {
     /// Starts `binary PATH` (default tracepoints) as root and waits until the
     /// file says it is running.
-    pub fn start(binary: &Path, timeout: Duration) -> Result<(OwnDaemon, Barrierd), DaemonError> {
+    pub fn start(binary: &Path, timeout: Duration) -> Result<(OwnDaemon, Barrierd), ProcessError> {
         require_root()?;
         let dir = std::env::temp_dir().join(format!("barrierd-bench-{}", std::process::id()));
-        let dir_error = |source| DaemonError::Dir {
+        let dir_error = |source| ProcessError::Dir {
             path: dir.clone(),
             source,
         };
@@ -117,7 +117,7 @@ impl OwnDaemon {
             .spawn()
             .map_err(|source| {
                 let _ = fs::remove_dir_all(&dir);
-                DaemonError::Spawn {
+                ProcessError::Spawn {
                     binary: binary.to_owned(),
                     source,
                 }
@@ -132,11 +132,11 @@ impl OwnDaemon {
         Ok((daemon, barrierd))
     }
 
-    fn wait_running(&mut self, timeout: Duration) -> Result<Barrierd, DaemonError> {
+    fn wait_running(&mut self, timeout: Duration) -> Result<Barrierd, ProcessError> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(status) = self.child.try_wait().map_err(DaemonError::Wait)? {
-                return Err(DaemonError::ExitedEarly {
+            if let Some(status) = self.child.try_wait().map_err(ProcessError::Wait)? {
+                return Err(ProcessError::ExitedEarly {
                     status,
                     log: self.log(),
                 });
@@ -144,7 +144,7 @@ impl OwnDaemon {
             match Barrierd::open(&self.path) {
                 Ok(barrierd) => return Ok(barrierd),
                 Err(last) if Instant::now() >= deadline => {
-                    return Err(DaemonError::StartTimeout {
+                    return Err(ProcessError::StartTimeout {
                         timeout,
                         last,
                         log: self.log(),
@@ -166,16 +166,16 @@ impl OwnDaemon {
 
     /// SIGTERM, then waits up to `timeout` for it to exit; returns its exit
     /// status and output.
-    pub fn stop(mut self, timeout: Duration) -> Result<(ExitStatus, String), DaemonError> {
+    pub fn stop(mut self, timeout: Duration) -> Result<(ExitStatus, String), ProcessError> {
         kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM)
-            .map_err(DaemonError::Signal)?;
+            .map_err(ProcessError::Signal)?;
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(status) = self.child.try_wait().map_err(DaemonError::Wait)? {
+            if let Some(status) = self.child.try_wait().map_err(ProcessError::Wait)? {
                 return Ok((status, self.log()));
             }
             if Instant::now() >= deadline {
-                return Err(DaemonError::StopTimeout {
+                return Err(ProcessError::StopTimeout {
                     timeout,
                     log: self.log(),
                 });
@@ -204,14 +204,14 @@ pub struct DaemonProcesses {
 
 impl DaemonProcesses {
     /// The publisher `pid` and its only child, the helper.
-    pub fn of(pid: u32) -> Result<DaemonProcesses, DaemonError> {
+    pub fn of(pid: u32) -> Result<DaemonProcesses, ProcessError> {
         let children = procfs::children(pid)?;
         match children[..] {
             [helper] => Ok(DaemonProcesses {
                 publisher: pid,
                 helper,
             }),
-            _ => Err(DaemonError::Helper {
+            _ => Err(ProcessError::Helper {
                 pid,
                 count: children.len(),
             }),
@@ -219,7 +219,7 @@ impl DaemonProcesses {
     }
 
     /// Publisher's plus helper's scheduling counters so far.
-    pub fn schedstat(&self) -> Result<SchedStat, DaemonError> {
+    pub fn schedstat(&self) -> Result<SchedStat, ProcessError> {
         Ok(procfs::process_schedstat(self.publisher)? + procfs::process_schedstat(self.helper)?)
     }
 }

@@ -1,4 +1,4 @@
-//! The daemon's life: set up as root, start the helper, confine ourselves,
+//! The publisher process's life: set up as root, start the helper, confine ourselves,
 //! then publish the helper's snapshots until a stop signal or a failure.
 
 use std::io;
@@ -45,7 +45,7 @@ pub struct Config {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum DaemonError {
+pub enum PublisherError {
     #[error(transparent)]
     File(#[from] FileError),
     #[error("reading the possible CPUs: {0}")]
@@ -80,15 +80,15 @@ pub enum DaemonError {
     Poll(#[source] nix::Error),
 }
 
-impl DaemonError {
+impl PublisherError {
     pub fn exit_code(&self) -> Exit {
         match self {
-            DaemonError::File(FileError::Locked(_)) => Exit::Locked,
-            DaemonError::HelperDied(_)
-            | DaemonError::Protocol(_)
-            | DaemonError::Receive(_)
-            | DaemonError::Wait(_)
-            | DaemonError::Poll(_) => Exit::Running,
+            PublisherError::File(FileError::Locked(_)) => Exit::Locked,
+            PublisherError::HelperDied(_)
+            | PublisherError::Protocol(_)
+            | PublisherError::Receive(_)
+            | PublisherError::Wait(_)
+            | PublisherError::Poll(_) => Exit::Running,
             _ => Exit::Setup,
         }
     }
@@ -111,22 +111,24 @@ pub enum Violation {
 /// How the daemon stopped when it stopped cleanly.
 pub struct Stopped(pub Signal);
 
-pub fn run(config: Config) -> Result<Stopped, DaemonError> {
+pub fn run(config: Config) -> Result<Stopped, PublisherError> {
     // Blocked before the helper exists, so that no stop signal is lost or
     // kills us half set up: it waits in the signalfd until the loop reads it.
     let stop_signals: SigSet = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP]
         .into_iter()
         .collect();
-    stop_signals.thread_block().map_err(DaemonError::Signals)?;
+    stop_signals
+        .thread_block()
+        .map_err(PublisherError::Signals)?;
     let signals = SignalFd::with_flags(
         &stop_signals,
         SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK,
     )
-    .map_err(DaemonError::Signals)?;
+    .map_err(PublisherError::Signals)?;
 
-    let ncpu = barrierd_privsep::cpus::possible_cpus().map_err(DaemonError::PossibleCpus)?;
+    let ncpu = barrierd_privsep::cpus::possible_cpus().map_err(PublisherError::PossibleCpus)?;
     if ncpu > ipc::MAX_CPUS {
-        return Err(DaemonError::TooManyCpus(ncpu));
+        return Err(PublisherError::TooManyCpus(ncpu));
     }
     info!(
         "Acquiring exclusive lock on {}.",
@@ -139,8 +141,8 @@ pub fn run(config: Config) -> Result<Stopped, DaemonError> {
         config.allow_shared_directory,
     )?;
 
-    let (helper_end, publisher_end) = ipc::socketpair().map_err(DaemonError::Socketpair)?;
-    let socket = PublisherEnd::new(publisher_end).map_err(DaemonError::Socket)?;
+    let (helper_end, publisher_end) = ipc::socketpair().map_err(PublisherError::Socketpair)?;
+    let socket = PublisherEnd::new(publisher_end).map_err(PublisherError::Socket)?;
     for name in &config.tracepoints {
         info!("Attaching to raw tracepoint {name}.");
     }
@@ -205,7 +207,7 @@ impl Publisher {
         mut socket: PublisherEnd,
         signals: SignalFd,
         mut helper: Child,
-    ) -> Result<Stopped, DaemonError> {
+    ) -> Result<Stopped, PublisherError> {
         let mut hello_seen = false;
         loop {
             debug!("Sleep at: {}.", monotonic_ns());
@@ -221,7 +223,7 @@ impl Publisher {
             });
             match poll(&mut fds, timeout) {
                 Ok(_) | Err(nix::Error::EINTR) => {}
-                Err(e) => return Err(self.fail(DaemonError::Poll(e), socket, &mut helper)),
+                Err(e) => return Err(self.fail(PublisherError::Poll(e), socket, &mut helper)),
             }
             debug!("Woke after {:.3} ms.", slept.elapsed().as_secs_f64() * 1e3);
             let [socket_ready, signal_ready] =
@@ -233,11 +235,11 @@ impl Publisher {
                     info!("Stopping on {signal}.");
                     self.mark_stopped();
                     drop(socket);
-                    let status = helper.wait().map_err(DaemonError::Wait)?;
+                    let status = helper.wait().map_err(PublisherError::Wait)?;
                     return if status.success() {
                         Ok(Stopped(signal))
                     } else {
-                        Err(DaemonError::HelperDied(status))
+                        Err(PublisherError::HelperDied(status))
                     };
                 }
             }
@@ -252,14 +254,14 @@ impl Publisher {
                 Ok(Some(message)) => message,
                 Ok(None) => {
                     self.mark_stopped();
-                    let status = helper.wait().map_err(DaemonError::Wait)?;
+                    let status = helper.wait().map_err(PublisherError::Wait)?;
                     return Err(if self.running {
-                        DaemonError::HelperDied(status)
+                        PublisherError::HelperDied(status)
                     } else {
-                        DaemonError::HelperSetup(status)
+                        PublisherError::HelperSetup(status)
                     });
                 }
-                Err(e) => return Err(self.fail(DaemonError::Receive(e), socket, &mut helper)),
+                Err(e) => return Err(self.fail(PublisherError::Receive(e), socket, &mut helper)),
             };
             if let Err(violation) = self.handle(message, &mut hello_seen) {
                 return Err(self.fail(violation.into(), socket, &mut helper));
@@ -407,7 +409,12 @@ impl Publisher {
 
     /// A fatal error while running: mark the file stopped, hang up (the helper
     /// exits when we do) and reap it before reporting.
-    fn fail(&self, error: DaemonError, socket: PublisherEnd, helper: &mut Child) -> DaemonError {
+    fn fail(
+        &self,
+        error: PublisherError,
+        socket: PublisherEnd,
+        helper: &mut Child,
+    ) -> PublisherError {
         self.mark_stopped();
         drop(socket);
         if let Ok(status) = helper.wait() {
