@@ -13,7 +13,6 @@ mod publisher;
 mod sandbox;
 mod status;
 mod tracepoints;
-mod update;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

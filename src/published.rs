@@ -22,7 +22,7 @@ use nix::sys::stat::Mode;
 use nix::unistd::{self, geteuid};
 use tracing::warn;
 
-use crate::update::CpuWords;
+use barrierd::update::CpuWords;
 
 const PAGE: u64 = 4096;
 

@@ -23,7 +23,7 @@ use barrierd_client::monotonic_ns;
 
 use crate::published::{FileError, PublishedFile};
 use crate::sandbox::{self, Account, SandboxError};
-use crate::update::{Pass, ProtocolError, State};
+use barrierd::update::{Pass, ProtocolError, State};
 
 pub struct Config {
     pub path: PathBuf,
