@@ -2,14 +2,14 @@
 //! then publish the helper's snapshots until a stop signal or a failure.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::path::PathBuf;
 use std::process::{Child, ExitStatus};
 use std::sync::atomic::{fence, Ordering};
 use std::time::{Duration, Instant};
 
 use barrierd_client::layout::{self, word};
-use barrierd_privsep::ipc::{self, HelperMessage, IpcError, PublisherEnd, PROTOCOL_VERSION};
+use barrierd_privsep::ipc::{self, IpcError, PublisherEnd, Snapshot, Snapshots};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -73,8 +73,8 @@ pub enum PublisherError {
     #[error("waiting for the helper: {0}")]
     Wait(#[source] io::Error),
     #[error("protocol violation by the helper: {0}")]
-    Protocol(#[from] Violation),
-    #[error("receiving from the helper: {0}")]
+    Protocol(#[from] ProtocolError),
+    #[error("receiving from the helper (a protocol violation, or the socket failed): {0}")]
     Receive(#[source] IpcError),
     #[error("poll: {0}")]
     Poll(#[source] nix::Error),
@@ -92,20 +92,6 @@ impl PublisherError {
             _ => Exit::Setup,
         }
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum Violation {
-    #[error("first message was not a hello")]
-    NoHello,
-    #[error("a second hello")]
-    RepeatedHello,
-    #[error("protocol version {0}, expected {PROTOCOL_VERSION}")]
-    Version(u32),
-    #[error("helper counts {helper} CPUs, the publisher {publisher}")]
-    CpuCount { helper: u32, publisher: usize },
-    #[error(transparent)]
-    Snapshot(#[from] ProtocolError),
 }
 
 /// How the daemon stopped when it stopped cleanly.
@@ -191,6 +177,37 @@ pub fn run(config: Config) -> Result<Stopped, PublisherError> {
     publisher.serve(socket, signals, helper)
 }
 
+/// The helper's socket, typed by where the sequence stands.
+enum Stream {
+    AwaitingHello(PublisherEnd),
+    Publishing(Snapshots),
+}
+
+impl Stream {
+    /// Receives the next message and returns the stream it leaves, with the
+    /// snapshot it carried (none for the hello); `None` once the helper has
+    /// gone. On error the socket is closed with the stream.
+    fn recv(self, ncpu: usize) -> Result<Option<(Stream, Option<Snapshot>)>, IpcError> {
+        match self {
+            Stream::AwaitingHello(end) => Ok(end
+                .handshake(ncpu)?
+                .map(|snapshots| (Stream::Publishing(snapshots), None))),
+            Stream::Publishing(mut snapshots) => Ok(snapshots
+                .recv()?
+                .map(|snapshot| (Stream::Publishing(snapshots), Some(snapshot)))),
+        }
+    }
+}
+
+impl AsFd for Stream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Stream::AwaitingHello(end) => end.as_fd(),
+            Stream::Publishing(snapshots) => snapshots.as_fd(),
+        }
+    }
+}
+
 struct Publisher {
     file: PublishedFile,
     state: State,
@@ -204,16 +221,16 @@ struct Publisher {
 impl Publisher {
     fn serve(
         mut self,
-        mut socket: PublisherEnd,
+        socket: PublisherEnd,
         signals: SignalFd,
         mut helper: Child,
     ) -> Result<Stopped, PublisherError> {
-        let mut hello_seen = false;
+        let mut stream = Stream::AwaitingHello(socket);
         loop {
             debug!("Sleep at: {}.", monotonic_ns());
             let slept = Instant::now();
             let mut fds = [
-                PollFd::new(socket.as_fd(), PollFlags::POLLIN),
+                PollFd::new(stream.as_fd(), PollFlags::POLLIN),
                 PollFd::new(signals.as_fd(), PollFlags::POLLIN),
             ];
             let prod_at = self.prod_deadline();
@@ -223,7 +240,10 @@ impl Publisher {
             });
             match poll(&mut fds, timeout) {
                 Ok(_) | Err(nix::Error::EINTR) => {}
-                Err(e) => return Err(self.fail(PublisherError::Poll(e), socket, &mut helper)),
+                Err(e) => {
+                    drop(stream);
+                    return Err(self.fail(PublisherError::Poll(e), &mut helper));
+                }
             }
             debug!("Woke after {:.3} ms.", slept.elapsed().as_secs_f64() * 1e3);
             let [socket_ready, signal_ready] =
@@ -234,7 +254,7 @@ impl Publisher {
                     let signal = Signal::try_from(info.ssi_signo as i32).unwrap_or(Signal::SIGTERM);
                     info!("Stopping on {signal}.");
                     self.mark_stopped();
-                    drop(socket);
+                    drop(stream);
                     let status = helper.wait().map_err(PublisherError::Wait)?;
                     return if status.success() {
                         Ok(Stopped(signal))
@@ -250,8 +270,8 @@ impl Publisher {
                 }
                 continue;
             }
-            let message = match socket.recv() {
-                Ok(Some(message)) => message,
+            let (next, snapshot) = match stream.recv(self.file.ncpu()) {
+                Ok(Some(received)) => received,
                 Ok(None) => {
                     self.mark_stopped();
                     let status = helper.wait().map_err(PublisherError::Wait)?;
@@ -261,51 +281,34 @@ impl Publisher {
                         PublisherError::HelperSetup(status)
                     });
                 }
-                Err(e) => return Err(self.fail(PublisherError::Receive(e), socket, &mut helper)),
+                Err(e) => return Err(self.fail(PublisherError::Receive(e), &mut helper)),
             };
-            if let Err(violation) = self.handle(message, &mut hello_seen) {
-                return Err(self.fail(violation.into(), socket, &mut helper));
+            stream = next;
+            if let Some(snapshot) = snapshot {
+                if let Err(e) = self.apply(snapshot) {
+                    drop(stream);
+                    return Err(self.fail(e.into(), &mut helper));
+                }
             }
         }
     }
 
-    /// Checks the message's place in the sequence and applies it.
-    fn handle(
-        &mut self,
-        message: HelperMessage<'_>,
-        hello_seen: &mut bool,
-    ) -> Result<(), Violation> {
-        match (message, *hello_seen) {
-            (HelperMessage::Hello { protocol, ncpu }, false) => {
-                if protocol != PROTOCOL_VERSION {
-                    return Err(Violation::Version(protocol));
-                }
-                if ncpu as usize != self.file.ncpu() {
-                    return Err(Violation::CpuCount {
-                        helper: ncpu,
-                        publisher: self.file.ncpu(),
-                    });
-                }
-                *hello_seen = true;
-                Ok(())
-            }
-            (HelperMessage::Hello { .. }, true) => Err(Violation::RepeatedHello),
-            (HelperMessage::Snapshot { .. }, false) => Err(Violation::NoHello),
-            (HelperMessage::Snapshot { last_ns, demand_ns }, true) => {
-                let now = monotonic_ns();
-                debug!("Now: {now}.");
-                let pass = self.state.apply(&last_ns, demand_ns, now)?;
-                self.publish(&pass);
-                if !self.running {
-                    self.running = true;
-                    self.file.store(word::STATE, layout::STATE_RUNNING);
-                    self.file.wake(word::STATE);
-                    info!("Setup complete.");
-                    self.notify("READY=1\nSTATUS=Publishing");
-                }
-                Ok(())
-            }
+    /// Validates a snapshot against our clock and publishes its pass.
+    fn apply(&mut self, snapshot: Snapshot) -> Result<(), ProtocolError> {
+        let now = monotonic_ns();
+        debug!("Now: {now}.");
+        let pass = self
+            .state
+            .apply(&snapshot.last_ns, snapshot.demand_ns, now)?;
+        self.publish(&pass);
+        if !self.running {
+            self.running = true;
+            self.file.store(word::STATE, layout::STATE_RUNNING);
+            self.file.wake(word::STATE);
+            info!("Setup complete.");
+            self.notify("READY=1\nSTATUS=Publishing");
         }
+        Ok(())
     }
 
     /// Stores a pass in the order clients rely on (per-CPU words, then
@@ -407,16 +410,11 @@ impl Publisher {
         }
     }
 
-    /// A fatal error while running: mark the file stopped, hang up (the helper
-    /// exits when we do) and reap it before reporting.
-    fn fail(
-        &self,
-        error: PublisherError,
-        socket: PublisherEnd,
-        helper: &mut Child,
-    ) -> PublisherError {
+    /// A fatal error while running, the socket already closed (the helper
+    /// exits when we hang up): mark the file stopped and reap the helper
+    /// before reporting.
+    fn fail(&self, error: PublisherError, helper: &mut Child) -> PublisherError {
         self.mark_stopped();
-        drop(socket);
         if let Ok(status) = helper.wait() {
             debug!("Helper exited ({status}).");
         }

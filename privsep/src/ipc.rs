@@ -1,7 +1,9 @@
 //! The helper → publisher protocol: one postcard-encoded [`HelperMessage`] per
 //! SOCK_SEQPACKET datagram, `Hello` first and then only `Snapshot`s. The stream
 //! is one-way: each end is shut down in the direction it never uses, and the
-//! endpoint types only offer the operation their side performs.
+//! endpoint types only offer the operation their side performs; on the
+//! publisher's side they also keep the order ([`PublisherEnd::handshake`]
+//! then [`Snapshots`]).
 #![allow(unsafe_code)]
 
 use std::borrow::Cow;
@@ -54,6 +56,21 @@ pub enum IpcError {
     TrailingBytes(usize),
     #[error("short send: {sent} of {len} bytes")]
     ShortSend { sent: usize, len: usize },
+    #[error("first message was not a hello")]
+    NoHello,
+    #[error("a second hello")]
+    RepeatedHello,
+    #[error("protocol version {0}, expected {PROTOCOL_VERSION}")]
+    Version(u32),
+    #[error("helper counts {helper} CPUs, the publisher {publisher}")]
+    CpuCount { helper: u32, publisher: usize },
+}
+
+/// A snapshot as the publisher receives it (see [`HelperMessage::Snapshot`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub last_ns: Vec<u64>,
+    pub demand_ns: u64,
 }
 
 /// Decodes one datagram. Rejects oversize input before parsing and trailing
@@ -162,7 +179,10 @@ impl AsFd for HelperEnd {
     }
 }
 
-/// The publisher's end: it can only receive.
+/// The publisher's end before the hello: it can only receive, and only
+/// [`PublisherEnd::handshake`], which checks the hello and turns it into
+/// [`Snapshots`]. So the sequence (hello first and once, then snapshots) is
+/// the types', not the caller's, to keep.
 pub struct PublisherEnd {
     socket: OwnedFd,
     buf: Vec<u8>,
@@ -179,8 +199,28 @@ impl PublisherEnd {
         })
     }
 
+    /// Receives the first message, which must be a hello in our protocol
+    /// for `ncpu` CPUs; `Ok(None)` when the helper hung up first (it failed
+    /// its setup). Blocks: call it once the socket is readable.
+    pub fn handshake(mut self, ncpu: usize) -> Result<Option<Snapshots>, IpcError> {
+        match self.recv()? {
+            None => Ok(None),
+            Some(HelperMessage::Hello { protocol, .. }) if protocol != PROTOCOL_VERSION => {
+                Err(IpcError::Version(protocol))
+            }
+            Some(HelperMessage::Hello { ncpu: helper, .. }) if helper as usize != ncpu => {
+                Err(IpcError::CpuCount {
+                    helper,
+                    publisher: ncpu,
+                })
+            }
+            Some(HelperMessage::Hello { .. }) => Ok(Some(Snapshots { end: self })),
+            Some(HelperMessage::Snapshot { .. }) => Err(IpcError::NoHello),
+        }
+    }
+
     /// Receives and decodes one message; `Ok(None)` when the helper has gone.
-    pub fn recv(&mut self) -> Result<Option<HelperMessage<'static>>, IpcError> {
+    fn recv(&mut self) -> Result<Option<HelperMessage<'static>>, IpcError> {
         // SAFETY: `buf` is valid for writes of its whole length.
         let len = unsafe {
             libc::recv(
@@ -196,6 +236,31 @@ impl PublisherEnd {
             n if n as usize > MAX_MESSAGE_LEN => Err(IpcError::TooLong(n as usize)),
             n => decode(&self.buf[..n as usize]).map(Some),
         }
+    }
+}
+
+/// The publisher's end after the hello: only snapshots may follow.
+pub struct Snapshots {
+    end: PublisherEnd,
+}
+
+impl Snapshots {
+    /// The next snapshot; `Ok(None)` when the helper has gone.
+    pub fn recv(&mut self) -> Result<Option<Snapshot>, IpcError> {
+        match self.end.recv()? {
+            None => Ok(None),
+            Some(HelperMessage::Hello { .. }) => Err(IpcError::RepeatedHello),
+            Some(HelperMessage::Snapshot { last_ns, demand_ns }) => Ok(Some(Snapshot {
+                last_ns: last_ns.into_owned(),
+                demand_ns,
+            })),
+        }
+    }
+}
+
+impl AsFd for Snapshots {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.end.as_fd()
     }
 }
 
@@ -280,6 +345,74 @@ mod tests {
         assert_eq!(rc, -1, "the publisher's end must not be able to send");
         drop(helper);
         assert_eq!(publisher.recv().unwrap(), None);
+    }
+
+    fn pair() -> (HelperEnd, PublisherEnd) {
+        let (helper, publisher) = socketpair().unwrap();
+        (
+            HelperEnd::new(helper).unwrap(),
+            PublisherEnd::new(publisher).unwrap(),
+        )
+    }
+
+    fn hello(protocol: u32, ncpu: u32) -> HelperMessage<'static> {
+        HelperMessage::Hello { protocol, ncpu }
+    }
+
+    fn snapshot() -> HelperMessage<'static> {
+        HelperMessage::Snapshot {
+            last_ns: vec![4, 5, 6].into(),
+            demand_ns: 7,
+        }
+    }
+
+    #[test]
+    fn the_sequence_is_one_hello_then_snapshots() {
+        let (mut helper, publisher) = pair();
+        helper.send(&hello(PROTOCOL_VERSION, 3)).unwrap();
+        helper.send(&snapshot()).unwrap();
+        helper.send(&hello(PROTOCOL_VERSION, 3)).unwrap();
+        let mut snapshots = publisher.handshake(3).unwrap().unwrap();
+        assert_eq!(
+            snapshots.recv().unwrap(),
+            Some(Snapshot {
+                last_ns: vec![4, 5, 6],
+                demand_ns: 7
+            })
+        );
+        assert!(matches!(snapshots.recv(), Err(IpcError::RepeatedHello)));
+
+        let (mut helper, publisher) = pair();
+        helper.send(&snapshot()).unwrap();
+        assert!(matches!(publisher.handshake(3), Err(IpcError::NoHello)));
+
+        let (mut helper, publisher) = pair();
+        helper.send(&hello(PROTOCOL_VERSION + 1, 3)).unwrap();
+        assert!(matches!(
+            publisher.handshake(3),
+            Err(IpcError::Version(v)) if v == PROTOCOL_VERSION + 1
+        ));
+
+        let (mut helper, publisher) = pair();
+        helper.send(&hello(PROTOCOL_VERSION, 2)).unwrap();
+        assert!(matches!(
+            publisher.handshake(3),
+            Err(IpcError::CpuCount {
+                helper: 2,
+                publisher: 3
+            })
+        ));
+
+        // A helper that fails its setup hangs up before its hello.
+        let (helper, publisher) = pair();
+        drop(helper);
+        assert!(matches!(publisher.handshake(3), Ok(None)));
+
+        let (mut helper, publisher) = pair();
+        helper.send(&hello(PROTOCOL_VERSION, 3)).unwrap();
+        let mut snapshots = publisher.handshake(3).unwrap().unwrap();
+        drop(helper);
+        assert_eq!(snapshots.recv().unwrap(), None);
     }
 
     #[test]
