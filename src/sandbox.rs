@@ -101,8 +101,8 @@ pub fn restrict_access() -> Result<(), SandboxError> {
     Ok(())
 }
 
-/// Every system call the publisher may make once confined. Anything else
-/// kills it by SIGSYS, named. `prod`: --prod-after is on.
+/// Every system call the publisher may make once confined: its own rows,
+/// then privsep's shared baseline. Anything else kills it by SIGSYS, named. `prod`: --prod-after is on.
 pub fn seccomp_table(
     socket: RawFd,
     signals: RawFd,
@@ -110,7 +110,6 @@ pub fn seccomp_table(
     prod: bool,
 ) -> Vec<Allow> {
     let fd = |fd: RawFd| Arg::Eq(0, fd as u64);
-    let futex_op = |op: i32| Arg::Eq(1, op as u64);
     let mut table = vec![
         // Sleep until the helper sends or a stop signal arrives.
         Allow::any("poll"),
@@ -120,21 +119,7 @@ pub fn seccomp_table(
         // Stop signals, through the signalfd.
         Allow::when("read", [fd(signals)]),
         // Wake clients on the file's words (shared futexes by design).
-        Allow::when("futex", [futex_op(libc::FUTEX_WAKE)]),
-        // Rust's std locks, should they ever be contended.
-        Allow::when(
-            "futex",
-            [futex_op(libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG)],
-        ),
-        Allow::when(
-            "futex",
-            [futex_op(libc::FUTEX_WAIT_BITSET | libc::FUTEX_PRIVATE_FLAG)],
-        ),
-        // Logs and the SIGSYS reporter, to stderr only.
-        Allow::when("write", [fd(2)]),
-        // The vDSO's fallback when the clock source has no fast path; the
-        // only clock we read.
-        Allow::when("clock_gettime", [Arg::Eq(0, libc::CLOCK_MONOTONIC as u64)]),
+        Allow::when("futex", [Arg::Eq(1, libc::FUTEX_WAKE as u64)]),
         // Decoded snapshots and log lines allocate: heap growth only, never
         // executable memory.
         Allow::any("brk"),
@@ -149,9 +134,8 @@ pub fn seccomp_table(
         Allow::when("fcntl", [Arg::Eq(1, libc::F_GETFD as u64)]),
         // std's exit path removes the main thread's alternate signal stack.
         Allow::any("sigaltstack"),
-        Allow::any("restart_syscall"),
-        Allow::any("exit_group"),
     ];
+    table.extend(seccomp::baseline());
     if prod {
         // --prod-after: moving ourselves (pid 0 only) onto a lagging CPU
         // and back.

@@ -6,13 +6,13 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use barrierd_privsep::errno::check;
-use barrierd_privsep::seccomp::{Allow, Arg};
+use barrierd_privsep::seccomp::{self, Allow, Arg};
 
 /// Every system call the helper may make once set up: nothing that opens,
-/// maps, loads or attaches. Anything else kills it by SIGSYS, named.
+/// maps, loads or attaches. Its own rows, then privsep's shared baseline. Anything else kills it by SIGSYS, named.
 pub fn seccomp_table(socket: RawFd, epoll: RawFd) -> Vec<Allow> {
     let fd = |fd: RawFd| Arg::Eq(0, fd as u64);
-    vec![
+    let mut table = vec![
         // Sleep until BPF signals or the publisher hangs up (see `wait`).
         Allow::when("epoll_wait", [fd(epoll)]),
         // Snapshots to the publisher; MSG_NOSIGNAL so a gone peer is EPIPE.
@@ -20,31 +20,9 @@ pub fn seccomp_table(socket: RawFd, epoll: RawFd) -> Vec<Allow> {
             "sendto",
             [fd(socket), Arg::Eq(3, libc::MSG_NOSIGNAL as u64)],
         ),
-        // The vDSO's fallback when the clock source has no fast path; the
-        // only clock we read.
-        Allow::when("clock_gettime", [Arg::Eq(0, libc::CLOCK_MONOTONIC as u64)]),
-        // Error messages and the SIGSYS reporter, to stderr only.
-        Allow::when("write", [fd(2)]),
-        // Rust's std locks (stderr) use private futexes if ever contended.
-        Allow::when(
-            "futex",
-            [Arg::Eq(
-                1,
-                (libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG) as u64,
-            )],
-        ),
-        Allow::when(
-            "futex",
-            [Arg::Eq(
-                1,
-                (libc::FUTEX_WAIT_BITSET | libc::FUTEX_PRIVATE_FLAG) as u64,
-            )],
-        ),
-        // A signal interrupting epoll_wait may restart it.
-        Allow::any("restart_syscall"),
-        // Leaving: the publisher is gone or an error was reported.
-        Allow::any("exit_group"),
-    ]
+    ];
+    table.extend(seccomp::baseline());
+    table
 }
 
 /// Takes ownership of the socket `barrierd` left at `fd`.

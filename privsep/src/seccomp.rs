@@ -49,6 +49,33 @@ impl Allow {
     }
 }
 
+/// The rows both processes' tables share (each then adds its own), as
+/// crosvm's policies include a common one: what Rust's std and the SIGSYS
+/// reporter need of any confined process of ours.
+pub fn baseline() -> Vec<Allow> {
+    let futex_op = |op: i32| Arg::Eq(1, op as u64);
+    vec![
+        // Errors, logs and the SIGSYS reporter, to stderr only.
+        Allow::when("write", [Arg::Eq(0, 2)]),
+        // The vDSO's fallback when the clock source has no fast path; the
+        // only clock either process reads.
+        Allow::when("clock_gettime", [Arg::Eq(0, libc::CLOCK_MONOTONIC as u64)]),
+        // Rust's std locks (stderr) use private futexes if ever contended.
+        Allow::when(
+            "futex",
+            [futex_op(libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG)],
+        ),
+        Allow::when(
+            "futex",
+            [futex_op(libc::FUTEX_WAIT_BITSET | libc::FUTEX_PRIVATE_FLAG)],
+        ),
+        // A signal interrupting a sleeping call may restart it.
+        Allow::any("restart_syscall"),
+        // Leaving, whichever way.
+        Allow::any("exit_group"),
+    ]
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SeccompError {
     #[error("unknown system call {0:?} in the seccomp table")]
