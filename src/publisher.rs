@@ -1,5 +1,6 @@
-//! The publisher process's life: set up as root, start the helper, confine ourselves,
-//! then publish the helper's snapshots until a stop signal or a failure.
+//! The publisher process's life: set up as root, start the helper, confine
+//! ourselves, then publish the helper's snapshots until a stop signal or a
+//! failure.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
@@ -8,7 +9,9 @@ use std::process::{Child, ExitStatus};
 use std::sync::atomic::{fence, Ordering};
 use std::time::{Duration, Instant};
 
+use barrierd::update::{Pass, ProtocolError, State};
 use barrierd_client::layout::{self, word};
+use barrierd_client::monotonic_ns;
 use barrierd_privsep::ipc::{self, IpcError, PublisherEnd, Snapshot, Snapshots};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
@@ -19,11 +22,8 @@ use crate::exit::Exit;
 use crate::launch::{self, LaunchError};
 use crate::notify::{Notifier, NotifyError};
 use crate::prod::{ProdError, Prodder};
-use barrierd_client::monotonic_ns;
-
 use crate::published::{FileError, PublishedFile};
 use crate::sandbox::{self, Account, SandboxError};
-use barrierd::update::{Pass, ProtocolError, State};
 
 pub struct Config {
     pub path: PathBuf,
