@@ -128,19 +128,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
 
-    let (under, barrierd, binary) = match &args.file {
-        Some(path) => {
-            let barrierd = Barrierd::open(path)?;
-            (Under::External, barrierd, None)
-        }
-        None => {
-            daemon_process::require_root()?;
-            let binary = daemon_process::find_binary(args.daemon.as_deref())?;
-            eprintln!("starting {} on a temporary file", binary.display());
-            let (daemon, barrierd) = OwnDaemon::start(&binary, START_TIMEOUT)?;
-            (Under::Own(daemon), barrierd, Some(binary))
-        }
-    };
+    let (under, barrierd, binary) = daemon_under_test(args)?;
     let daemon_pid = match &under {
         Under::Own(daemon) => daemon.pid(),
         Under::External => u32::try_from(barrierd.daemon_pid()).unwrap_or(0),
@@ -160,28 +148,13 @@ fn run(args: &Args) -> anyhow::Result<()> {
     };
 
     let iterations = args.iterations as usize;
-    let max_gap = Duration::from_micros(args.max_gap_us.unwrap_or_else(|| {
-        environment
-            .hz
-            .filter(|&hz| hz > 0)
-            .map_or(4000, |hz| 1_000_000 / u64::from(hz))
-    }));
-    let min_gap = Duration::from_micros(args.min_gap_us);
-    if min_gap > max_gap {
-        bail!(
-            "--min-gap-us {} exceeds the longest pause, {} us",
-            args.min_gap_us,
-            max_gap.as_micros()
-        );
-    }
-    let gaps = min_gap..=max_gap;
-    let global_iterations = iterations.div_ceil(3);
+    let gaps = pauses(args, &environment)?;
     let config = report::Config {
         iterations,
-        global_iterations,
+        global_iterations: iterations.div_ceil(3),
         warmup: args.warmup,
-        min_gap_ns: u64::try_from(min_gap.as_nanos()).unwrap_or(u64::MAX),
-        max_gap_ns: u64::try_from(max_gap.as_nanos()).unwrap_or(u64::MAX),
+        min_gap_ns: u64::try_from(gaps.start().as_nanos()).unwrap_or(u64::MAX),
+        max_gap_ns: u64::try_from(gaps.end().as_nanos()).unwrap_or(u64::MAX),
         daemon: match under {
             Under::Own(_) => "started",
             Under::External => "external",
@@ -207,53 +180,9 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let barriers = Barriers::new(&barrierd);
     let mut scenarios = Vec::new();
     for &scenario in &args.scenarios {
-        // Seeds depend on the scenario, not on its place in the list.
-        let s = Scenario::ALL
-            .iter()
-            .position(|&a| a == scenario)
-            .unwrap_or(0);
-        let busy = scenario.busy_cpus(&usable);
-        let load = BusyLoad::start(&busy)?;
-        std::thread::sleep(SETTLE);
-        let start = meter.read();
-        let mut results = Vec::new();
-        let chosen = Method::ALL
-            .into_iter()
-            .enumerate()
-            .filter(|(_, method)| args.methods.is_empty() || args.methods.contains(method));
-        for (m, method) in chosen {
-            let n = match method {
-                Method::MembarrierGlobal => global_iterations,
-                _ => iterations,
-            };
-            let mut rng = Rng::new(0x5eed_0000 + (s * 16 + m) as u64);
-            let result = measure(&barriers, method, n, args.warmup, &gaps, &mut rng, &meter)?;
-            let result = MethodResult {
-                note: note(method, load.cpus(), &usable),
-                ..result
-            };
-            eprintln!(
-                "{:<5} {:<20} {}",
-                scenario.name(),
-                method.name(),
-                match (&result.skipped, &result.summary) {
-                    (Some(why), _) => format!("skipped: {why}"),
-                    (None, Some(s)) =>
-                        format!("{} barriers, p50 {:.3} ms", s.n, s.p50_ns as f64 / 1e6),
-                    (None, None) => "no barrier completed".into(),
-                }
-            );
-            results.push(result);
-        }
-        let cpu = meter.since(start);
-        drop(load);
-        std::thread::sleep(SETTLE);
-        scenarios.push(ScenarioResult {
-            scenario,
-            busy_cpus: busy,
-            cpu,
-            methods: results,
-        });
+        scenarios.push(run_scenario(
+            scenario, args, &config, &barriers, &gaps, &usable, &meter,
+        )?);
     }
     drop(barriers);
 
@@ -280,6 +209,110 @@ fn run(args: &Args) -> anyhow::Result<()> {
         targets,
     };
     write_outputs(&report, &args.out)?;
+    print_report(&report);
+    if let Some(status) = daemon_exit {
+        println!("barrierd stopped with SIGTERM: {status}");
+        if !status.success() {
+            bail!("barrierd did not exit 0 after SIGTERM: {status}");
+        }
+    }
+    Ok(())
+}
+
+/// The daemon to measure: the one publishing to `--file`, or our own
+/// started on a temporary file (root only), with its binary.
+fn daemon_under_test(args: &Args) -> anyhow::Result<(Under, Barrierd, Option<PathBuf>)> {
+    if let Some(path) = &args.file {
+        return Ok((Under::External, Barrierd::open(path)?, None));
+    }
+    daemon_process::require_root()?;
+    let binary = daemon_process::find_binary(args.daemon.as_deref())?;
+    eprintln!("starting {} on a temporary file", binary.display());
+    let (daemon, barrierd) = OwnDaemon::start(&binary, START_TIMEOUT)?;
+    Ok((Under::Own(daemon), barrierd, Some(binary)))
+}
+
+/// The range of pseudo-random pauses between barriers: `--min-gap-us` up to
+/// `--max-gap-us`, by default one tick.
+fn pauses(args: &Args, environment: &Environment) -> anyhow::Result<RangeInclusive<Duration>> {
+    let max_gap = Duration::from_micros(args.max_gap_us.unwrap_or_else(|| {
+        environment
+            .hz
+            .filter(|&hz| hz > 0)
+            .map_or(4000, |hz| 1_000_000 / u64::from(hz))
+    }));
+    let min_gap = Duration::from_micros(args.min_gap_us);
+    if min_gap > max_gap {
+        bail!(
+            "--min-gap-us {} exceeds the longest pause, {} us",
+            args.min_gap_us,
+            max_gap.as_micros()
+        );
+    }
+    Ok(min_gap..=max_gap)
+}
+
+/// One scenario: its CPUs busy, every chosen method timed in turn, and the
+/// CPU use over all of them.
+fn run_scenario(
+    scenario: Scenario,
+    args: &Args,
+    config: &report::Config,
+    barriers: &Barriers<'_>,
+    gaps: &RangeInclusive<Duration>,
+    usable: &[usize],
+    meter: &Meter,
+) -> anyhow::Result<ScenarioResult> {
+    // Seeds depend on the scenario, not on its place in the list.
+    let s = Scenario::ALL
+        .iter()
+        .position(|&a| a == scenario)
+        .unwrap_or(0);
+    let busy = scenario.busy_cpus(usable);
+    let load = BusyLoad::start(&busy)?;
+    std::thread::sleep(SETTLE);
+    let start = meter.read();
+    let mut results = Vec::new();
+    let chosen = Method::ALL
+        .into_iter()
+        .enumerate()
+        .filter(|(_, method)| args.methods.is_empty() || args.methods.contains(method));
+    for (m, method) in chosen {
+        let n = match method {
+            Method::MembarrierGlobal => config.global_iterations,
+            _ => config.iterations,
+        };
+        let mut rng = Rng::new(0x5eed_0000 + (s * 16 + m) as u64);
+        let result = measure(barriers, method, n, args.warmup, gaps, &mut rng, meter)?;
+        let result = MethodResult {
+            note: note(method, load.cpus(), usable),
+            ..result
+        };
+        eprintln!(
+            "{:<5} {:<20} {}",
+            scenario.name(),
+            method.name(),
+            match (&result.skipped, &result.summary) {
+                (Some(why), _) => format!("skipped: {why}"),
+                (None, Some(s)) => format!("{} barriers, p50 {:.3} ms", s.n, s.p50_ns as f64 / 1e6),
+                (None, None) => "no barrier completed".into(),
+            }
+        );
+        results.push(result);
+    }
+    let cpu = meter.since(start);
+    drop(load);
+    std::thread::sleep(SETTLE);
+    Ok(ScenarioResult {
+        scenario,
+        busy_cpus: busy,
+        cpu,
+        methods: results,
+    })
+}
+
+/// The text report on stdout (bench.json and the plots are written apart).
+fn print_report(report: &Report) {
     println!(
         "barrier latency, {} on {} ({} CPUs, HZ {}), {}",
         report.environment.kernel,
@@ -304,20 +337,13 @@ fn run(args: &Args) -> anyhow::Result<()> {
         report.config.min_gap_ns as f64 / 1e6,
         report.config.max_gap_ns as f64 / 1e6
     );
-    print!("{}", report::table(&report));
+    print!("{}", report::table(report));
     println!();
-    print!("{}", report::scheduling(&report));
+    print!("{}", report::scheduling(report));
     println!();
-    print!("{}", report::notes(&report));
+    print!("{}", report::notes(report));
     print!("{}", report::targets_text(&report.targets));
-    print!("{}", report::disturbances(&report));
-    if let Some(status) = daemon_exit {
-        println!("barrierd stopped with SIGTERM: {status}");
-        if !status.success() {
-            bail!("barrierd did not exit 0 after SIGTERM: {status}");
-        }
-    }
-    Ok(())
+    print!("{}", report::disturbances(report));
 }
 
 /// Waits until the rest of the machine used less than
